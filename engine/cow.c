@@ -1,0 +1,900 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine/cow.c — the data path: copy-on-write, read redirection, target writes.
+ *
+ * Role
+ *   pc_io_submit routes every request by the volume's role — plain volume,
+ *   source of a chain, target of a started mapping — and applies the grain
+ *   protocol of DESIGN.md.  Grain operations (struct gop) do the work that
+ *   needs a grain's busy slot; their extent copy machinery is shared with
+ *   background copy and cleaning (bgcopy.c).
+ *
+ * Notation
+ *   A source S has a chain c of started mappings maps[0] (oldest) …
+ *   maps[n-1] (newest); B_k is maps[k]'s split bitmap and T_k its target.
+ *   lookup(k, g) = T_j for the first j ≥ k with B_j[g] set, else S.
+ *   "Stopping" mappings are still in the chain (their targets hold data that
+ *   older mappings resolve to) but take no new copies.
+ *
+ * Invariants
+ *   I1  A bit is set only after the data it vouches for is written, and
+ *       (except by a source write's own copy) while its grain's busy slot
+ *       is owned.  Bits are never cleared while the mapping is in a chain.
+ *   I2  A source write to g is issued only once lookup(m, g) != S for the
+ *       newest non-stopping mapping m: the old contents are in a target
+ *       before the source changes.  Fast path: B_{n-1}[g] set — one bit test
+ *       whatever the number of targets.
+ *   I3  A write to T_k on g that older mappings resolve to (none of
+ *       B_i..B_{k-1} set, i the nearest older non-stopping mapping) first
+ *       copies lookup(k, g) to T_i and sets B_i, and only then writes T_k.
+ *   I4  A stopping mapping's bits are frozen: no operation that began after
+ *       the stop's grace period sets them (COW and I3 skip stopping
+ *       mappings; its target is offline or fully copied; its background
+ *       copy has ended).  So one cleaning pass over its bits suffices.
+ *   I5  A target read is accepted only if lookup() gives the same volume,
+ *       under the same chain snapshot, after the read completed as before it
+ *       was issued; otherwise the range is read again.  Every change that
+ *       could alter what a read returns sets a bit (I1) or replaces the
+ *       chain before issuing its write, so a read that saw new data sees
+ *       the change.
+ *
+ * Context
+ *   Worker threads only.  Nothing here blocks or takes a lock other than a
+ *   busy stripe's spinlock (and a volume's hold_lock while a hold is on).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/internal.h"
+
+/* Per-request engine state, kept in pc_io.engine_private. */
+struct io_state {
+    struct pc_worker *w;
+    int               srcu_idx;
+    int               pending;     /* sub-operations outstanding (+1 while dispatching) */
+    int               err;
+    void            (*next_step)(struct pc_io *io);  /* run when pending reaches 0 */
+    struct pc_io     *held_next;   /* volume hold list */
+    struct io_msg     msg;         /* deferred completion / resubmission */
+    struct io_req     req;         /* the request's own I/O when it needs one */
+};
+_Static_assert(sizeof(struct io_state) <= sizeof(((struct pc_io *)0)->engine_private),
+               "pc_io private area too small");
+
+static inline struct io_state *ios(struct pc_io *io)
+{
+    return (struct io_state *)io->engine_private;
+}
+
+/* A piece of a request: one plain I/O into the request's buffer. */
+struct seg {
+    struct io_req     req;
+    struct pc_io     *io;
+    struct chain     *c;         /* target reads: the snapshot resolved under */
+    int               k;
+    uint64_t          g0, g1;    /* grains covered */
+    struct pc_volume *from;
+    struct seg       *free_next;
+};
+
+static void io_complete(struct pc_io *io);
+static void read_range(struct pc_io *io, uint64_t off, uint64_t end);
+
+/* ------------------------------------------------------------------------
+ * Free lists (worker-local: no locks; grow in batches). */
+
+static struct seg *seg_get(struct pc_worker *w)
+{
+    struct seg *s = w->free_segs;
+    if (PC_NEVER(!s)) {
+        s = calloc(1, sizeof *s);
+        return s;
+    }
+    w->free_segs = s->free_next;
+    return s;
+}
+
+static void seg_put(struct pc_worker *w, struct seg *s)
+{
+    s->free_next = w->free_segs;
+    w->free_segs = s;
+}
+
+/* The worker has stopped: free what its lists hold. */
+void cow_worker_free(struct pc_worker *w)
+{
+    while (w->free_segs) {
+        struct seg *s = w->free_segs;
+        w->free_segs = s->free_next;
+        free(s);
+    }
+    while (w->free_gops) {
+        struct gop *g = w->free_gops;
+        w->free_gops = g->free_next;
+        free(g);
+    }
+}
+
+struct gop *gop_get(struct pc_worker *w)
+{
+    struct gop *g = w->free_gops;
+    if (PC_NEVER(!g)) {
+        g = malloc(sizeof *g);
+        if (!g)
+            return NULL;
+    } else {
+        w->free_gops = g->free_next;
+    }
+    memset(g, 0, offsetof(struct gop, req));
+    g->w = w;
+    return g;
+}
+
+void gop_put(struct pc_worker *w, struct gop *g)
+{
+    if (g->buf) {
+        io_pool_put(w->pool, g->buf, g->buflen);
+        g->buf = NULL;
+    }
+    g->free_next = w->free_gops;
+    w->free_gops = g;
+}
+
+/* ------------------------------------------------------------------------
+ * Chain lookups. */
+
+struct pc_volume *chain_lookup(const struct chain *c, unsigned k, uint64_t g)
+{
+    for (unsigned j = k; j < c->n; j++)
+        if (map_bit(c->maps[j], g))
+            return c->maps[j]->tgt;
+    return c->maps[0]->src;
+}
+
+int chain_index(const struct chain *c, const struct pc_map *m)
+{
+    if (!c)
+        return -1;
+    for (unsigned j = c->n; j-- > 0;)
+        if (c->maps[j] == m)
+            return (int)j;
+    return -1;
+}
+
+int chain_cow_index(const struct chain *c)
+{
+    for (unsigned j = c->n; j-- > 0;)
+        if (!map_stopping(c->maps[j]))
+            return (int)j;
+    return -1;
+}
+
+int chain_pred_index(const struct chain *c, int k)
+{
+    for (int j = k - 1; j >= 0; j--)
+        if (!map_stopping(c->maps[j]))
+            return j;
+    return -1;
+}
+
+bool chain_any_split(const struct chain *c, int from, int to, uint64_t g)
+{
+    for (int j = from; j < to; j++)
+        if (map_bit(c->maps[j], g))
+            return true;
+    return false;
+}
+
+static inline uint64_t grain_start(const struct chain *c, uint64_t g)
+{
+    return g << c->grain_shift;
+}
+
+static inline uint64_t grain_end(const struct chain *c, const struct pc_volume *v, uint64_t g)
+{
+    uint64_t e = (g + 1) << c->grain_shift;
+    return e < v->size ? e : v->size;
+}
+
+/* A target is offline while it does not hold a whole image (pitcopy.h). */
+static bool target_online(const struct pc_map *m)
+{
+    switch (map_state(m)) {
+    case PC_MAP_IDLE_OR_COPIED:
+    case PC_MAP_COPYING:
+        return true;
+    case PC_MAP_STOPPING:
+    case PC_MAP_STOPPED:
+        return atomic_load(&m->complete);
+    default:
+        return false;
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Request bookkeeping. */
+
+static void io_put_pending(struct pc_io *io, int err)
+{
+    struct io_state *st = ios(io);
+    if (err && !st->err)
+        st->err = err;
+    if (--st->pending)
+        return;
+    if (st->next_step) {
+        void (*step)(struct pc_io *) = st->next_step;
+        st->next_step = NULL;
+        step(io);
+        return;
+    }
+    io_complete(io);
+}
+
+/* Completion of the request's own I/O (st->req). */
+static void own_req_done(struct io_req *req, int res)
+{
+    struct pc_io *io = req->priv;
+    io_put_pending(io, res < 0 ? res : 0);
+}
+
+static void io_complete(struct pc_io *io)
+{
+    struct io_state *st = ios(io);
+    srcu_unlock(st->w, st->srcu_idx);
+    io->done(io, st->err);
+}
+
+static void fail_msg(struct io_msg *msg)
+{
+    struct pc_io *io = msg->priv;
+    io->done(io, ios(io)->err);
+}
+
+/* Complete without ever having entered a read section (validation failures). */
+static void io_fail_early(struct pc_worker *w, struct pc_io *io, int err)
+{
+    ios(io)->err = err;
+    engine_post(w, &ios(io)->msg, fail_msg, io);
+}
+
+static void seg_done(struct io_req *req, int res)
+{
+    struct seg *s = req->priv;
+    struct pc_io *io = s->io;
+    struct pc_worker *w = ios(io)->w;
+    seg_put(w, s);
+    io_put_pending(io, res < 0 ? res : 0);
+}
+
+/* Issue one plain I/O for [off, off+len) of v into the request's buffer. */
+static void issue_seg(struct pc_io *io, struct pc_volume *v, uint64_t off, uint32_t len,
+                      bool write, io_done_fn done, struct seg *s)
+{
+    struct io_state *st = ios(io);
+    if (!s) {
+        s = seg_get(st->w);
+        if (PC_NEVER(!s)) {
+            if (!st->err)
+                st->err = -ENOMEM;
+            return;
+        }
+    }
+    s->io = io;
+    s->req.op = write ? IO_OP_WRITE : IO_OP_READ;
+    s->req.flags = (write && (io->flags & PC_IO_FUA)) ? IO_F_DSYNC : 0;
+    s->req.fd = v->fd;
+    s->req.buf = (char *)io->buf + (off - io->off);
+    s->req.len = len;
+    s->req.off = off;
+    s->req.done = done;
+    s->req.priv = s;
+    st->pending++;
+    io_loop_submit(st->w->loop, &s->req);
+}
+
+/* ------------------------------------------------------------------------
+ * Write hold (map.c sets and releases it). */
+
+static void resubmit_msg(struct io_msg *msg)
+{
+    struct pc_io *io = msg->priv;
+    pc_io_submit(ios(io)->w, io);
+}
+
+/* Called with the request's read section held; true if the request was
+ * queued (and its section left). */
+static bool hold_enqueue(struct pc_io *io)
+{
+    struct pc_volume *v = io->vol;
+    struct io_state *st = ios(io);
+    bool queued = false;
+    pthread_mutex_lock(&v->hold_lock);
+    if (atomic_load(&v->hold)) {
+        st->held_next = NULL;
+        if (v->held_tail)
+            ios(v->held_tail)->held_next = io;
+        else
+            v->held_head = io;
+        v->held_tail = io;
+        queued = true;
+    }
+    pthread_mutex_unlock(&v->hold_lock);
+    if (queued)
+        srcu_unlock(st->w, st->srcu_idx);
+    return queued;
+}
+
+/* Release a volume's hold: requeue what it held on the workers they came from. */
+void volume_hold_release(struct pc_volume *v)
+{
+    struct pc_io *io;
+    pthread_mutex_lock(&v->hold_lock);
+    atomic_store(&v->hold, 0);
+    io = v->held_head;
+    v->held_head = v->held_tail = NULL;
+    pthread_mutex_unlock(&v->hold_lock);
+    while (io) {
+        struct pc_io *next = ios(io)->held_next;
+        engine_post(ios(io)->w, &ios(io)->msg, resubmit_msg, io);
+        io = next;
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Grain operations: the extent copy shared by COW, target writes,
+ * background copy and cleaning.
+ *
+ * gop_read_extent reads the grains of read_mask (bit i = grain g0+i) into
+ * the gop's buffer — each from read_from, or from lookup(k, g) — then runs
+ * after_read, by default gop_write_extent.  gop_write_extent writes the
+ * copy_mask grains to copy_to and only then sets their bits in copy_to_map
+ * (I1), then runs done.  Consecutive grains from one volume share one I/O.
+ */
+
+static void gop_write_done(struct io_req *req, int res)
+{
+    struct gop *g = req->priv;
+    if (res < 0 && !g->err)
+        g->err = res;
+    if (--g->pending)
+        return;
+    if (!g->err) {
+        /* I1: the data is on the target; now the bits may say so. */
+        for (uint32_t i = 0; i < g->ng && !g->err; i++)
+            if (g->copy_mask & (1ull << i))
+                (void)bitmap_test_and_set(g->copy_to_map->bits, g->g0 + i, &g->err);
+    }
+    g->done(g);
+}
+
+void gop_write_extent(struct gop *g)
+{
+    const struct chain *c = g->c;
+    struct pc_volume *to = g->copy_to;
+    uint64_t base = g->g0 << c->grain_shift;
+    int nreq = 0;
+
+    for (uint32_t i = 0; i < g->ng;) {
+        if (!(g->copy_mask & (1ull << i))) {
+            i++;
+            continue;
+        }
+        uint32_t j = i;
+        while (j < g->ng && (g->copy_mask & (1ull << j)))
+            j++;
+        uint64_t s = grain_start(c, g->g0 + i);
+        uint64_t e = grain_end(c, to, g->g0 + j - 1);
+        struct io_req *r = &g->req[nreq++];
+        r->op = IO_OP_WRITE;
+        r->flags = g->parent && (g->parent->flags & PC_IO_FUA) ? IO_F_DSYNC : 0;
+        r->fd = to->fd;
+        r->buf = (char *)g->buf + (s - base);
+        r->len = (uint32_t)(e - s);
+        r->off = s;
+        r->done = gop_write_done;
+        r->priv = g;
+        i = j;
+    }
+    g->pending = nreq;
+    if (nreq == 0) {
+        g->done(g);
+        return;
+    }
+    for (int i = 0; i < nreq; i++)
+        io_loop_submit(g->w->loop, &g->req[i]);
+}
+
+static void gop_read_done(struct io_req *req, int res)
+{
+    struct gop *g = req->priv;
+    if (res < 0 && !g->err)
+        g->err = res;
+    if (--g->pending)
+        return;
+    if (g->err)
+        g->done(g);
+    else if (g->after_read)
+        g->after_read(g);
+    else
+        gop_write_extent(g);
+}
+
+void gop_read_extent(struct gop *g)
+{
+    const struct chain *c = g->c;
+    uint64_t base = g->g0 << c->grain_shift;
+    int nreq = 0;
+
+    if (!g->buf) {
+        g->buflen = (size_t)g->ng << c->grain_shift;
+        g->buf = io_pool_get(g->w->pool, g->buflen);
+        if (PC_NEVER(!g->buf)) {
+            g->err = -ENOMEM;
+            g->done(g);
+            return;
+        }
+    }
+    for (uint32_t i = 0; i < g->ng;) {
+        if (!(g->read_mask & (1ull << i))) {
+            i++;
+            continue;
+        }
+        struct pc_volume *from = g->read_from ? g->read_from
+                                              : chain_lookup(c, (unsigned)g->k, g->g0 + i);
+        uint32_t j = i + 1;
+        while (j < g->ng && (g->read_mask & (1ull << j)) &&
+               (g->read_from || chain_lookup(c, (unsigned)g->k, g->g0 + j) == from))
+            j++;
+        uint64_t s = grain_start(c, g->g0 + i);
+        uint64_t e = grain_end(c, from, g->g0 + j - 1);
+        struct io_req *r = &g->req[nreq++];
+        r->op = IO_OP_READ;
+        r->flags = 0;
+        r->fd = from->fd;
+        r->buf = (char *)g->buf + (s - base);
+        r->len = (uint32_t)(e - s);
+        r->off = s;
+        r->done = gop_read_done;
+        r->priv = g;
+        i = j;
+    }
+    g->pending = nreq;
+    if (nreq == 0) {
+        if (g->after_read)
+            g->after_read(g);
+        else
+            gop_write_extent(g);
+        return;
+    }
+    for (int i = 0; i < nreq; i++)
+        io_loop_submit(g->w->loop, &g->req[i]);
+}
+
+/* ------------------------------------------------------------------------
+ * Routing: what a volume is, for one request, right now. */
+
+enum route { ROUTE_PLAIN, ROUTE_SOURCE, ROUTE_TARGET, ROUTE_OFFLINE };
+
+static enum route route_of(struct pc_volume *v, struct chain **cp, int *kp)
+{
+    struct pc_map *m = atomic_load_explicit(&v->tgt_map, memory_order_acquire);
+    if (m) {
+        /* State before chain: a start publishes the chain, then the state
+         * (map.c), so a target seen as copying is found in its chain. */
+        bool online = target_online(m);
+        struct chain *c = atomic_load_explicit(&m->src->chain, memory_order_acquire);
+        int k = chain_index(c, m);
+        if (!online)
+            return ROUTE_OFFLINE;
+        if (k >= 0) {
+            *cp = c;
+            *kp = k;
+            return ROUTE_TARGET;
+        }
+    }
+    struct chain *c = atomic_load_explicit(&v->chain, memory_order_acquire);
+    if (c && c->n) {
+        *cp = c;
+        return ROUTE_SOURCE;
+    }
+    return ROUTE_PLAIN;
+}
+
+/* ------------------------------------------------------------------------
+ * Reads. */
+
+static void tread_done(struct io_req *req, int res);
+
+/* Read [off, end) of the request's volume into its buffer, as routed now. */
+static void read_range(struct pc_io *io, uint64_t off, uint64_t end)
+{
+    struct io_state *st = ios(io);
+    struct chain *c = NULL;
+    int k = -1;
+
+    switch (route_of(io->vol, &c, &k)) {
+    case ROUTE_OFFLINE:
+        if (!st->err)
+            st->err = -EIO;
+        return;
+    case ROUTE_PLAIN:
+    case ROUTE_SOURCE:
+        issue_seg(io, io->vol, off, (uint32_t)(end - off), false, seg_done, NULL);
+        return;
+    case ROUTE_TARGET:
+        break;
+    }
+    uint64_t g = off >> c->grain_shift;
+    uint64_t glast = (end - 1) >> c->grain_shift;
+    while (g <= glast) {
+        struct pc_volume *from = chain_lookup(c, (unsigned)k, g);
+        uint64_t h = g + 1;
+        while (h <= glast && chain_lookup(c, (unsigned)k, h) == from)
+            h++;
+        uint64_t s = grain_start(c, g), e = h << c->grain_shift;
+        if (s < off)
+            s = off;
+        if (e > end)
+            e = end;
+        struct seg *sg = seg_get(st->w);
+        if (PC_NEVER(!sg)) {
+            if (!st->err)
+                st->err = -ENOMEM;
+            return;
+        }
+        sg->c = c;
+        sg->k = k;
+        sg->g0 = g;
+        sg->g1 = h;
+        sg->from = from;
+        issue_seg(io, from, s, (uint32_t)(e - s), false, tread_done, sg);
+        g = h;
+    }
+}
+
+/* I5: accept a target read only if nothing it depended on moved. */
+static void tread_done(struct io_req *req, int res)
+{
+    struct seg *s = req->priv;
+    struct pc_io *io = s->io;
+    struct io_state *st = ios(io);
+    bool again = false;
+
+    if (res >= 0) {
+        struct chain *c = NULL;
+        int k = -1;
+        if (route_of(io->vol, &c, &k) != ROUTE_TARGET || c != s->c || k != s->k) {
+            again = true;
+        } else {
+            for (uint64_t g = s->g0; g < s->g1 && !again; g++)
+                again = chain_lookup(c, (unsigned)k, g) != s->from;
+        }
+    }
+    if (again)
+        read_range(io, req->off, req->off + req->len);
+    seg_put(st->w, s);
+    io_put_pending(io, res < 0 ? res : 0);
+}
+
+/* ------------------------------------------------------------------------
+ * Source writes (I2). */
+
+static void source_write_issue(struct pc_io *io)
+{
+    struct io_state *st = ios(io);
+    if (st->err) {
+        /* A copy failed: the old data is not safe elsewhere, so the source
+         * must not change.  The mapping's fate is durability's business. */
+        io_complete(io);
+        return;
+    }
+    st->next_step = NULL;
+    st->pending = 1;
+    st->req.op = IO_OP_WRITE;
+    st->req.flags = (io->flags & PC_IO_FUA) ? IO_F_DSYNC : 0;
+    st->req.fd = io->vol->fd;
+    st->req.buf = io->buf;
+    st->req.len = io->len;
+    st->req.off = io->off;
+    st->req.done = own_req_done;
+    st->req.priv = io;
+    io_loop_submit(st->w->loop, &st->req);
+}
+
+static void cow_done(struct gop *g)
+{
+    struct pc_io *io = g->parent;
+    int err = g->err;
+    struct pc_worker *w = g->w;
+    busy_release(w->e->busy, g);
+    gop_put(w, g);
+    io_put_pending(io, err);
+}
+
+static void cow_run(struct gop *g)
+{
+    const struct chain *c = g->c;
+    int k = chain_cow_index(c);
+    if (k < 0 || chain_any_split(c, k, (int)c->n, g->g0)) {
+        cow_done(g);       /* someone copied it while we waited, or no one needs it */
+        return;
+    }
+    g->read_from = c->maps[0]->src;
+    g->read_mask = g->copy_mask = 1;
+    g->copy_to = c->maps[k]->tgt;
+    g->copy_to_map = c->maps[k];
+    g->done = cow_done;
+    gop_read_extent(g);
+}
+
+static void source_write(struct pc_io *io, struct chain *c)
+{
+    struct io_state *st = ios(io);
+    struct pc_map *newest = c->maps[c->n - 1];
+    uint64_t g0 = io->off >> c->grain_shift;
+    uint64_t g1 = (io->off + io->len - 1) >> c->grain_shift;
+
+    st->next_step = source_write_issue;
+    for (uint64_t g = g0; g <= g1; g++) {
+        if (map_bit(newest, g))        /* I2 fast path: one bit test */
+            continue;
+        struct gop *op = gop_get(st->w);
+        if (PC_NEVER(!op)) {
+            st->err = -ENOMEM;
+            break;
+        }
+        op->kind = GOP_COW;
+        op->src_id = c->maps[0]->src->id;
+        op->g0 = g;
+        op->ng = 1;
+        op->c = c;
+        op->k = -1;
+        op->parent = io;
+        op->resume = cow_run;
+        st->pending++;
+        if (!busy_acquire(st->w->e->busy, op))
+            cow_run(op);
+    }
+    io_put_pending(io, 0);   /* the dispatch guard */
+}
+
+/* ------------------------------------------------------------------------
+ * Target writes (I3). */
+
+static void twrite_done(struct gop *g)
+{
+    struct pc_io *io = g->parent;
+    int err = g->err;
+    struct pc_worker *w = g->w;
+    busy_release(w->e->busy, g);
+    gop_put(w, g);
+    io_put_pending(io, err);
+}
+
+/* The request's bytes that fall in grain g0: [s, e). */
+static void twrite_slice(const struct gop *g, uint64_t *s, uint64_t *e)
+{
+    const struct pc_io *io = g->parent;
+    uint64_t gs = grain_start(g->c, g->g0), ge = grain_end(g->c, io->vol, g->g0);
+    *s = io->off > gs ? io->off : gs;
+    *e = io->off + io->len < ge ? io->off + io->len : ge;
+}
+
+static void twrite_slice_done(struct io_req *req, int res)
+{
+    struct gop *g = req->priv;
+    if (res < 0)
+        g->err = res;
+    else if (g->need_self)
+        (void)bitmap_test_and_set(g->c->maps[g->k]->bits, g->g0, &g->err);   /* I1 */
+    twrite_done(g);
+}
+
+/* Write the request's own bytes for this grain straight to T_k. */
+static void twrite_slice_issue(struct gop *g)
+{
+    struct pc_io *io = g->parent;
+    uint64_t s, e;
+    twrite_slice(g, &s, &e);
+    struct io_req *r = &g->req[0];
+    r->op = IO_OP_WRITE;
+    r->flags = (io->flags & PC_IO_FUA) ? IO_F_DSYNC : 0;
+    r->fd = io->vol->fd;
+    r->buf = (char *)io->buf + (s - io->off);
+    r->len = (uint32_t)(e - s);
+    r->off = s;
+    r->done = twrite_slice_done;
+    r->priv = g;
+    io_loop_submit(g->w->loop, r);
+}
+
+/* Older targets have their copy (or needed none): now change T_k. */
+static void twrite_self(struct gop *g)
+{
+    if (g->err) {
+        twrite_done(g);
+        return;
+    }
+    uint64_t s, e;
+    twrite_slice(g, &s, &e);
+    bool covered = s == grain_start(g->c, g->g0) && e == grain_end(g->c, g->parent->vol, g->g0);
+    if (!g->need_self || covered) {
+        twrite_slice_issue(g);
+        return;
+    }
+    /* Partial write of an unsplit grain: merge into the grain read from
+     * lookup(k, g) and write it whole. */
+    memcpy((char *)g->buf + (s - grain_start(g->c, g->g0)),
+           (char *)g->parent->buf + (s - g->parent->off), e - s);
+    g->copy_mask = 1;
+    g->copy_to = g->parent->vol;
+    g->copy_to_map = g->c->maps[g->k];
+    g->done = twrite_done;
+    gop_write_extent(g);
+}
+
+static void twrite_after_read(struct gop *g)
+{
+    if (g->pred < 0) {
+        twrite_self(g);
+        return;
+    }
+    /* I3: the older target gets the grain as it is now, and its bit, before
+     * T_k changes. */
+    g->copy_mask = 1;
+    g->copy_to = g->c->maps[g->pred]->tgt;
+    g->copy_to_map = g->c->maps[g->pred];
+    g->done = twrite_self;
+    gop_write_extent(g);
+}
+
+static void twrite_run(struct gop *g)
+{
+    const struct chain *c = g->c;
+    int i = chain_pred_index(c, g->k);
+    uint64_t s, e;
+
+    if (i >= 0 && chain_any_split(c, i, g->k, g->g0))
+        i = -1;                         /* older targets do not resolve to T_k */
+    g->pred = i;
+    g->need_self = !map_bit(c->maps[g->k], g->g0);
+    twrite_slice(g, &s, &e);
+    bool covered = s == grain_start(c, g->g0) && e == grain_end(c, g->parent->vol, g->g0);
+
+    if (g->pred < 0 && (!g->need_self || covered)) {
+        twrite_slice_issue(g);
+        return;
+    }
+    g->read_mask = 1;
+    g->read_from = NULL;                /* lookup(k, g) */
+    g->after_read = twrite_after_read;
+    g->done = twrite_done;
+    gop_read_extent(g);
+}
+
+static void target_write(struct pc_io *io, struct chain *c, int k)
+{
+    struct io_state *st = ios(io);
+    struct pc_map *m = c->maps[k];
+    struct pc_map *older = k > 0 ? c->maps[k - 1] : NULL;
+    uint64_t end = io->off + io->len;
+    uint64_t g0 = io->off >> c->grain_shift;
+    uint64_t g1 = (end - 1) >> c->grain_shift;
+
+    st->next_step = NULL;
+    for (uint64_t g = g0; g <= g1;) {
+        /* Fast: T_k has the grain and the next older mapping has its own
+         * (so nothing older resolves to T_k): plain write, no slot. */
+        uint64_t h = g;
+        while (h <= g1 && map_bit(m, h) && (!older || map_bit(older, h)))
+            h++;
+        if (h > g) {
+            uint64_t s = grain_start(c, g), e = h << c->grain_shift;
+            if (s < io->off)
+                s = io->off;
+            if (e > end)
+                e = end;
+            issue_seg(io, io->vol, s, (uint32_t)(e - s), true, seg_done, NULL);
+            g = h;
+            continue;
+        }
+        struct gop *op = gop_get(st->w);
+        if (PC_NEVER(!op)) {
+            st->err = -ENOMEM;
+            break;
+        }
+        op->kind = GOP_TWRITE;
+        op->src_id = c->maps[0]->src->id;
+        op->g0 = g;
+        op->ng = 1;
+        op->c = c;
+        op->k = k;
+        op->parent = io;
+        op->resume = twrite_run;
+        st->pending++;
+        if (!busy_acquire(st->w->e->busy, op))
+            twrite_run(op);
+        g++;
+    }
+    io_put_pending(io, 0);
+}
+
+/* ------------------------------------------------------------------------
+ * Submission. */
+
+static int validate(const struct pc_io *io)
+{
+    if (io->op == PC_IO_FLUSH)
+        return 0;
+    if (io->op != PC_IO_READ && io->op != PC_IO_WRITE)
+        return -EINVAL;
+    if (io->len == 0 || io->len > PC_MAX_IO || io->off % PC_BLOCK_SIZE ||
+        io->len % PC_BLOCK_SIZE || (uintptr_t)io->buf % PC_BLOCK_SIZE)
+        return -EINVAL;
+    if (io->off > io->vol->size || io->len > io->vol->size - io->off)
+        return -ENOSPC;
+    return 0;
+}
+
+void pc_io_submit(struct pc_worker *w, struct pc_io *io)
+{
+    struct io_state *st = ios(io);
+    struct pc_volume *v = io->vol;
+    struct chain *c = NULL;
+    int k = -1, r;
+
+    st->w = w;
+    st->err = 0;
+    st->next_step = NULL;
+    r = validate(io);
+    if (r < 0) {
+        io_fail_early(w, io, r);
+        return;
+    }
+    st->srcu_idx = srcu_lock(w);
+    st->pending = 1;                   /* dispatch guard */
+
+    if (io->op == PC_IO_FLUSH) {
+        st->req.op = IO_OP_FDATASYNC;
+        st->req.flags = 0;
+        st->req.fd = v->fd;
+        st->req.buf = NULL;
+        st->req.len = 0;
+        st->req.off = 0;
+        st->req.done = own_req_done;
+        st->req.priv = io;
+        io_loop_submit(w->loop, &st->req);
+        return;
+    }
+    if (io->op == PC_IO_WRITE && atomic_load(&v->hold) && hold_enqueue(io))
+        return;
+
+    switch (route_of(v, &c, &k)) {
+    case ROUTE_OFFLINE:
+        st->err = -EIO;
+        io_put_pending(io, 0);
+        return;
+    case ROUTE_TARGET:
+        if (io->op == PC_IO_WRITE) {
+            target_write(io, c, k);
+            return;
+        }
+        break;
+    case ROUTE_SOURCE:
+        if (io->op == PC_IO_WRITE) {
+            source_write(io, c);
+            return;
+        }
+        break;
+    case ROUTE_PLAIN:
+        break;
+    }
+    if (io->op == PC_IO_READ) {
+        read_range(io, io->off, io->off + io->len);
+        io_put_pending(io, 0);
+        return;
+    }
+    /* plain write: the request's own I/O */
+    source_write_issue(io);
+}

@@ -1,0 +1,283 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine/internal.h — private declarations of the engine, one heading per file.
+ *
+ * Objects and who owns what
+ *   struct pc_engine   workers, volumes, mappings, the janitor thread.
+ *   struct pc_worker   one thread, one io_loop, one buffer pool, free lists of
+ *                      the engine's per-request state (segments, grain ops).
+ *   struct pc_volume   an fd; as a source, the chain of its started mappings;
+ *                      as a target, the mapping that targets it.
+ *   struct pc_map      a mapping: state, rates, the split bitmap.
+ *   struct chain       an immutable snapshot of one source's started mappings,
+ *                      oldest first.  Replaced (never edited) under a write
+ *                      hold; freed only after a grace period (srcu_sync).
+ *
+ * Locking (outer to inner)
+ *   engine->ctl_lock   control calls and janitor work; never taken by workers.
+ *   volume->hold_lock  the held-writes list; taken by workers only when a
+ *                      hold is on (slow path).
+ *   busy stripe locks  (busy.c) one per stripe, held for a few instructions.
+ *   janitor.lock       the janitor's queue.
+ *   Workers never block on ctl_lock; the control side never holds a stripe
+ *   lock or hold_lock while it waits.
+ *
+ * Grace periods (engine.c, "srcu")
+ *   Every data-path operation — a request from pc_io_submit to done(), one
+ *   background-copy or cleaning extent — runs inside a read section entered
+ *   and left on its own worker.  srcu_sync() returns once every section that
+ *   began before it has ended.  That is what makes a write hold drain the
+ *   writes in flight, and what lets the control side free a chain snapshot or
+ *   a bitmap that readers might still hold.
+ */
+#ifndef PITCOPY_ENGINE_INTERNAL_H
+#define PITCOPY_ENGINE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pitcopy.h"
+#include "bitmap/bitmap.h"
+#include "io/loop.h"
+#include "io/pool.h"
+
+#define PC_ALWAYS(x) (__builtin_expect(!!(x), 1))
+#define PC_NEVER(x)  (__builtin_expect(!!(x), 0))
+
+struct gop;
+struct seg;
+
+/* ------------------------------------------------------------- engine.c */
+
+struct pc_worker {
+    struct pc_engine  *e;
+    unsigned           idx;
+    pthread_t          thread;
+    struct io_loop    *loop;
+    struct io_pool    *pool;
+    /* Read-section counters, one per grace-period phase; written only by
+     * this worker (inc on entry, dec on exit), read by srcu_sync. */
+    _Atomic int64_t    srcu_cnt[2];
+    struct seg        *free_segs;     /* worker-local free lists */
+    struct gop        *free_gops;
+    int                start_err;
+    bool               started;
+    struct io_msg      stop_msg;
+};
+
+struct janitor_job;
+typedef void (*janitor_fn)(struct pc_engine *e, struct janitor_job *job);
+struct janitor_job {
+    janitor_fn          fn;
+    struct pc_map      *map;
+    struct janitor_job *next;
+};
+
+struct pc_engine {
+    unsigned            nworkers;
+    struct pc_worker   *workers;
+    pthread_mutex_t     ctl_lock;        /* control calls, janitor work */
+    pthread_cond_t      state_cond;      /* a mapping changed state (pc_map_wait) */
+    _Atomic unsigned    srcu_idx;
+
+    /* Volumes and mappings: lists under ctl_lock. */
+    struct pc_volume   *volumes;
+    struct pc_map      *maps;
+    struct pc_map      *graveyard;       /* deleted, freed with the engine (map.c) */
+    unsigned            next_map_id;
+    uint32_t            next_vol_id;
+
+    /* The janitor: a thread for work that must block (holds, grace
+     * periods) but is triggered from a worker (copy done, cleaning done). */
+    struct {
+        pthread_t           thread;
+        pthread_mutex_t     lock;
+        pthread_cond_t      cond;
+        struct janitor_job *head, *tail;
+        bool                stop;
+    } janitor;
+
+    struct busy_table  *busy;
+    char                backend_name[8];
+};
+
+int   srcu_lock(struct pc_worker *w);
+void  srcu_unlock(struct pc_worker *w, int idx);
+void  srcu_sync(struct pc_engine *e);            /* blocks: never on a worker */
+void  janitor_queue(struct pc_engine *e, janitor_fn fn, struct pc_map *m);
+void  engine_post(struct pc_worker *w, struct io_msg *msg, io_msg_fn fn, void *priv);
+struct pc_worker *engine_worker_for(struct pc_engine *e, uint64_t key);
+void  pc_error_set(struct pc_error *err, int code, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+void  pc_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ------------------------------------------------------------- volume.c */
+
+struct chain {
+    unsigned        n;                  /* started mappings, oldest first */
+    uint32_t        grain_shift;        /* every mapping of one source shares it */
+    struct pc_map  *maps[];
+};
+
+struct pc_volume {
+    struct pc_engine   *e;
+    struct pc_volume   *next;           /* engine list, ctl_lock */
+    char                name[64];
+    char                path[4096];
+    int                 fd;
+    uint32_t            id;
+    uint64_t            size;
+    bool                direct;
+    /* As a source: the current chain (NULL when none), read by workers. */
+    struct chain *_Atomic chain;
+    /* As a target: the mapping targeting it (at most one), set at create. */
+    struct pc_map *_Atomic tgt_map;
+    unsigned            nmaps_as_source; /* mappings created on it, ctl_lock */
+
+    /* Write hold (map.c): new writes queue while hold is set. */
+    _Atomic int         hold;
+    pthread_mutex_t     hold_lock;
+    struct pc_io       *held_head, *held_tail;   /* hold_lock */
+};
+
+/* Register/unregister the fd with every worker's ring (blocks). */
+void volume_files_register(struct pc_volume *v, bool add);
+
+/* ---------------------------------------------------------------- map.c */
+
+struct pc_map {
+    struct pc_engine   *e;
+    struct pc_map      *next;           /* engine list, ctl_lock */
+    char                name[64];
+    unsigned            id;
+    struct pc_volume   *src, *tgt;
+    uint32_t            grain_shift;
+    uint64_t            grains;
+    _Atomic int         state;          /* enum pc_map_state */
+    _Atomic bool        in_chain;       /* listed in src->chain */
+    _Atomic bool        complete;       /* every grain split (sticky until restart) */
+    _Atomic int         copy_rate, clean_rate;
+    _Atomic unsigned    gen;            /* bumped by start/stop/rate changes: bgcopy restarts its walk */
+    bool                incremental;
+    struct bitmap      *bits;           /* split bitmap; replaced only at start */
+    uint64_t            start_hold_ns, start_realtime_ns;
+    struct bgcopy      *bg;             /* the worker-side driver (bgcopy.c) */
+    bool                deleted;
+};
+
+/* Janitor entry points, triggered by bgcopy.c. */
+void map_copy_complete(struct pc_engine *e, struct janitor_job *job);
+void map_clean_complete(struct pc_engine *e, struct janitor_job *job);
+
+static inline int map_state(const struct pc_map *m)
+{
+    return atomic_load_explicit(&m->state, memory_order_acquire);
+}
+/* A stopping mapping's bits are frozen and it takes no new copies (cow.c, I4). */
+static inline bool map_stopping(const struct pc_map *m)
+{
+    return map_state(m) == PC_MAP_STOPPING;
+}
+static inline bool map_bit(const struct pc_map *m, uint64_t g)
+{
+    return bitmap_test(m->bits, g);
+}
+
+/* --------------------------------------------------------------- busy.c */
+
+/*
+ * The per-grain busy slot: at most one grain operation owns (chain, grain) at
+ * a time; later arrivals queue on the owner and are handed the slot in order.
+ */
+struct busy_table;
+struct busy_table *busy_create(unsigned stripes);
+void busy_destroy(struct busy_table *t);
+/* true: g->resume will be called (on g's worker) once g owns the slot;
+ * false: g owns it now. */
+bool busy_acquire(struct busy_table *t, struct gop *g);
+/* Owns it now (true) or nothing changed (false); never queues. */
+bool busy_try_acquire(struct busy_table *t, struct gop *g, uint64_t grain);
+/* Release every slot g holds; the next waiter of each is resumed. */
+void busy_release(struct busy_table *t, struct gop *g);
+
+/* ---------------------------------------------------------------- cow.c */
+
+/*
+ * A grain operation: one extent of grains handled under their busy slots —
+ * a copy-on-write before a source write, a slow-path target write, a
+ * background copy or a cleaning step.
+ */
+enum gop_kind { GOP_COW, GOP_TWRITE, GOP_BGCOPY, GOP_CLEAN };
+
+#define GOP_MAX_GRAINS 64u   /* grains per extent: masks are one word */
+#define GOP_MAX_BYTES  (1u << 20)
+
+struct gop {
+    struct io_msg       msg;        /* resume on our worker after a wait */
+    struct pc_worker   *w;
+    uint8_t             kind;
+    bool                need_self;  /* GOP_TWRITE: T_k lacks the grain */
+    int                 srcu_idx;   /* background ops: their own section */
+    uint32_t            src_id;     /* busy key: the chain's source volume */
+    uint64_t            g0;         /* first grain */
+    uint32_t            ng;         /* grains in the extent */
+    uint32_t            nheld;      /* slots owned, from g0 (busy.c) */
+    /* busy.c links */
+    struct gop         *slot_next;  /* next owner in the stripe list */
+    struct gop         *wait_next;  /* next waiter on one slot */
+    struct gop         *waiters, *waiters_tail;
+    void              (*resume)(struct gop *g);   /* runs once the slot is ours */
+    /* the operation */
+    struct chain       *c;
+    int                 k;          /* reads resolve lookup(k, g) unless read_from */
+    int                 pred;       /* GOP_TWRITE: nearest older non-stopping, or -1 */
+    struct pc_map      *m;          /* the mapping acted for (bgcopy/clean) */
+    struct pc_io       *parent;     /* GOP_COW / GOP_TWRITE */
+    void               *buf;
+    size_t              buflen;
+    int                 pending;    /* I/Os in flight */
+    int                 err;
+    uint64_t            read_mask;  /* bit i: read grain g0+i */
+    struct pc_volume   *read_from;  /* NULL: lookup(k, g) per grain */
+    uint64_t            copy_mask;  /* bit i: write grain g0+i to copy_to */
+    struct pc_volume   *copy_to;
+    struct pc_map      *copy_to_map;/* whose bits the write sets */
+    void              (*after_read)(struct gop *g);  /* NULL: write copy_mask */
+    void              (*done)(struct gop *g);
+    void               *driver;     /* bgcopy.c */
+    struct gop         *free_next;
+    struct io_req       req[GOP_MAX_GRAINS];
+};
+
+struct gop *gop_get(struct pc_worker *w);
+void gop_put(struct pc_worker *w, struct gop *g);
+void cow_worker_free(struct pc_worker *w);
+void gop_read_extent(struct gop *g);
+void gop_write_extent(struct gop *g);
+
+/* The point-in-time lookup: where target k's data for grain g lives now. */
+struct pc_volume *chain_lookup(const struct chain *c, unsigned k, uint64_t g);
+int  chain_index(const struct chain *c, const struct pc_map *m);
+/* Newest mapping that may take a copy-on-write (not stopping), or -1. */
+int  chain_cow_index(const struct chain *c);
+/* Nearest mapping older than k that is not stopping, or -1. */
+int  chain_pred_index(const struct chain *c, int k);
+/* Any of maps[from..to) has g split. */
+bool chain_any_split(const struct chain *c, int from, int to, uint64_t g);
+
+/* Release a write hold and resubmit what it held. */
+void volume_hold_release(struct pc_volume *v);
+
+/* ------------------------------------------------------------- bgcopy.c */
+
+void bgcopy_kick(struct pc_map *m);        /* (re)start the driver; any thread */
+void bgcopy_pause(struct pc_map *m);       /* no extent runs after this returns (control) */
+void bgcopy_free(struct pc_map *m);        /* pause and free the driver (control) */
+uint64_t bgcopy_bytes(const struct pc_map *m);
+
+/* ----------------------------------------------------------------- rate.c */
+/* pc_rate_* are public. */
+
+#endif

@@ -1,0 +1,631 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine/map.c — mappings: the state machine, the chain, the point in time.
+ *
+ * States (Spectrum Virtualize's), with the function that moves each edge:
+ *
+ *                 pc_map_create
+ *                       |
+ *                       v
+ *   +-----------> idle_or_copied ------------------------------+
+ *   |                   | pc_map_prepare (cleaning first if     |
+ *   |                   v  still in its chain: older mappings   |
+ *   |               preparing  resolve through its target)      |
+ *   |                   | map_clean_complete / at once          |
+ *   |                   v                                       |
+ *   |               prepared --------- pc_map_stop ------+      |
+ *   |                   | pc_map_start (the point in time)|     |
+ *   |                   v                                 v     |
+ *   | map_copy_complete copying --- pc_map_stop ---> stopping   |
+ *   +-------------------+                               |       |
+ *   |  (complete)             map_clean_complete        |       |
+ *   +---------------------------------------------------+       |
+ *                                      (incomplete)     v       |
+ *                                                    stopped ---+ prepare/start
+ *
+ *   idle_or_copied  target is a plain volume (a whole image if copied); the
+ *                   mapping may stay in its chain while older mappings
+ *                   resolve through its target (it leaves when it is oldest).
+ *   preparing/prepared  target offline: its contents are about to be replaced.
+ *   copying         in the chain; target = source at start + target writes.
+ *   stopping        in the chain, bits frozen (cow.c I4), cleaning; target
+ *                   offline unless the copy was complete.
+ *   stopped         out of the chain; target offline (an incomplete image).
+ *
+ * Invariants
+ *   M1  Chains change only under a write hold on the source: hold, grace
+ *       period (writes in flight drain), publish the new snapshot, release.
+ *       The old snapshot is freed after a second grace period.
+ *   M2  A mapping is in its source's chain iff in_chain; in_chain implies
+ *       state is copying, stopping, idle_or_copied (with older mappings
+ *       still in the chain) or preparing (cleaning before a restart).
+ *   M3  Start publishes the chain before the state, and route_of (cow.c)
+ *       reads the state before the chain: a target seen copying is found in
+ *       its chain.
+ *   M4  All mappings of one source share a grain size; a volume is the
+ *       target of at most one mapping; no cascades yet (a target is never a
+ *       source and a source never a target).
+ *
+ * Context
+ *   Control calls: non-worker threads; they take ctl_lock and may sleep
+ *   (grace periods, waits for cleaning, which release ctl_lock).  Callers
+ *   must not delete a mapping while another call on it is in progress.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/internal.h"
+
+static const char *const state_names[] = {
+    [PC_MAP_IDLE_OR_COPIED] = "idle_or_copied",
+    [PC_MAP_PREPARING] = "preparing",
+    [PC_MAP_PREPARED] = "prepared",
+    [PC_MAP_COPYING] = "copying",
+    [PC_MAP_STOPPING] = "stopping",
+    [PC_MAP_STOPPED] = "stopped",
+    [PC_MAP_SUSPENDED] = "suspended",
+};
+
+const char *pc_map_state_name(enum pc_map_state s)
+{
+    if ((unsigned)s < sizeof state_names / sizeof state_names[0])
+        return state_names[s];
+    return "unknown";
+}
+
+static bool valid_rate(int r)
+{
+    return (r >= 0 && r <= 150) || r == PC_RATE_UNLIMITED;
+}
+
+static uint64_t now_ns(clockid_t clk)
+{
+    struct timespec ts;
+    clock_gettime(clk, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Every state change goes through here, under ctl_lock. */
+static void set_state_locked(struct pc_map *m, enum pc_map_state s)
+{
+    atomic_store_explicit(&m->state, s, memory_order_release);
+    pthread_cond_broadcast(&m->e->state_cond);
+}
+
+static __attribute__((unused)) bool map_check(const struct pc_map *m)
+{
+    int s = map_state(m);
+    if (atomic_load(&m->in_chain))
+        return s == PC_MAP_COPYING || s == PC_MAP_STOPPING ||
+               s == PC_MAP_IDLE_OR_COPIED || s == PC_MAP_PREPARING;   /* M2 */
+    return s != PC_MAP_COPYING && s != PC_MAP_STOPPING;
+}
+
+/* ------------------------------------------------------------------------
+ * Chains (M1). */
+
+static struct chain *chain_alloc(unsigned n, uint32_t shift)
+{
+    struct chain *c = malloc(sizeof *c + n * sizeof c->maps[0]);
+    if (c) {
+        c->n = n;
+        c->grain_shift = shift;
+    }
+    return c;
+}
+
+/* Replace src's chain with c (NULL = none) under a write hold on src (and
+ * on also, when not NULL); returns how long writes were held. */
+static uint64_t chain_publish_locked(struct pc_volume *src, struct pc_volume *also,
+                                     struct chain *c, struct pc_map *m, bool entering)
+{
+    struct pc_engine *e = src->e;
+    struct chain *old = atomic_load(&src->chain);
+    uint64_t t0 = now_ns(CLOCK_MONOTONIC), held;
+
+    atomic_store(&src->hold, 1);
+    if (also)
+        atomic_store(&also->hold, 1);
+    srcu_sync(e);                                   /* writes in flight drain */
+    atomic_store_explicit(&src->chain, c, memory_order_release);
+    atomic_store(&m->in_chain, entering);
+    if (entering)
+        set_state_locked(m, PC_MAP_COPYING);        /* M3: after the chain */
+    volume_hold_release(src);
+    if (also)
+        volume_hold_release(also);
+    held = now_ns(CLOCK_MONOTONIC) - t0;
+
+    srcu_sync(e);                                   /* nobody reads old now */
+    free(old);
+    return held;
+}
+
+static int chain_remove_locked(struct pc_map *m)
+{
+    struct pc_volume *src = m->src;
+    struct chain *old = atomic_load(&src->chain), *c = NULL;
+    int k = chain_index(old, m);
+    if (PC_NEVER(k < 0))
+        return 0;
+    if (old->n > 1) {
+        c = chain_alloc(old->n - 1, old->grain_shift);
+        if (!c)
+            return -ENOMEM;
+        unsigned j = 0;
+        for (unsigned i = 0; i < old->n; i++)
+            if (old->maps[i] != m)
+                c->maps[j++] = old->maps[i];
+    }
+    chain_publish_locked(src, NULL, c, m, false);
+    return 0;
+}
+
+/*
+ * A copied mapping stays in its chain while older ones may resolve through
+ * its target; once it is the oldest, nothing does and it leaves.
+ */
+static void chain_trim_locked(struct pc_volume *src)
+{
+    for (;;) {
+        struct chain *c = atomic_load(&src->chain);
+        if (!c || c->n == 0)
+            return;
+        struct pc_map *oldest = c->maps[0];
+        if (map_state(oldest) != PC_MAP_IDLE_OR_COPIED)
+            return;
+        if (chain_remove_locked(oldest) < 0)
+            return;       /* out of memory: it stays; harmless, retried next trim */
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Janitor jobs: background work finished (bgcopy.c). */
+
+void map_copy_complete(struct pc_engine *e, struct janitor_job *job)
+{
+    struct pc_map *m = job->map;
+    (void)e;
+    if (m->deleted || map_state(m) != PC_MAP_COPYING ||
+        bitmap_find_next_unset(m->bits, 0) < m->grains)
+        return;
+    atomic_store(&m->complete, true);
+    set_state_locked(m, PC_MAP_IDLE_OR_COPIED);
+    chain_trim_locked(m->src);
+}
+
+void map_clean_complete(struct pc_engine *e, struct janitor_job *job)
+{
+    struct pc_map *m = job->map;
+    int s = map_state(m);
+    (void)e;
+    if (m->deleted || !atomic_load(&m->in_chain) ||
+        (s != PC_MAP_STOPPING && s != PC_MAP_PREPARING))
+        return;
+    if (chain_remove_locked(m) < 0) {
+        pc_log("mapping %s: out of memory leaving its chain; still %s",
+               m->name, pc_map_state_name(s));
+        return;
+    }
+    if (s == PC_MAP_PREPARING)
+        set_state_locked(m, PC_MAP_PREPARED);
+    else
+        set_state_locked(m, atomic_load(&m->complete) ? PC_MAP_IDLE_OR_COPIED : PC_MAP_STOPPED);
+    chain_trim_locked(m->src);
+}
+
+/* ------------------------------------------------------------------------
+ * Create. */
+
+struct pc_map *pc_map_find(struct pc_engine *e, const char *name)
+{
+    for (struct pc_map *m = e->maps; m; m = m->next)
+        if (strcmp(m->name, name) == 0)
+            return m;
+    return NULL;
+}
+
+static int grain_shift_of(uint32_t grain)
+{
+    if (grain < PC_GRAIN_MIN || grain > PC_GRAIN_MAX || (grain & (grain - 1)))
+        return -1;
+    return __builtin_ctz(grain);
+}
+
+int pc_map_create(struct pc_engine *e, const struct pc_map_opts *o,
+                  struct pc_map **out, struct pc_error *err)
+{
+    struct pc_volume *s = o->source, *t = o->target;
+    uint32_t grain = o->grain_size ? o->grain_size : PC_GRAIN_DEFAULT;
+    int copy_rate = o->copy_rate < 0 ? PC_RATE_DEFAULT : o->copy_rate;
+    int clean_rate = o->clean_rate < 0 ? PC_RATE_DEFAULT : o->clean_rate;
+    int shift = grain_shift_of(grain);
+    char name[64];
+    struct pc_map *m;
+    int r = -EINVAL;
+
+    if (!s || !t) {
+        pc_error_set(err, -EINVAL, "a mapping needs a source and a target volume");
+        return -EINVAL;
+    }
+    if (shift < 0) {
+        pc_error_set(err, -EINVAL, "grain size %u is not a power of two from 4 KiB to 1 MiB", grain);
+        return -EINVAL;
+    }
+    if (!valid_rate(copy_rate) || !valid_rate(clean_rate)) {
+        pc_error_set(err, -EINVAL, "copy and clean rates are 0-150 or unlimited");
+        return -EINVAL;
+    }
+    pthread_mutex_lock(&e->ctl_lock);
+    if (o->name) {
+        if (strlen(o->name) == 0 || strlen(o->name) >= sizeof name) {
+            pc_error_set(err, -EINVAL, "mapping name '%s' is not 1-63 characters", o->name);
+            goto out;
+        }
+        snprintf(name, sizeof name, "%s", o->name);
+    } else {
+        do
+            snprintf(name, sizeof name, "fcmap%u", e->next_map_id++);
+        while (pc_map_find(e, name));
+    }
+    if (pc_map_find(e, name)) {
+        r = -EEXIST;
+        pc_error_set(err, r, "mapping %s already exists", name);
+        goto out;
+    }
+    if (s == t) {
+        pc_error_set(err, r, "volume %s cannot be both source and target", s->name);
+        goto out;
+    }
+    if (s->size != t->size) {
+        pc_error_set(err, r, "source %s is %llu bytes but target %s is %llu; they must match",
+                     s->name, (unsigned long long)s->size, t->name, (unsigned long long)t->size);
+        goto out;
+    }
+    if (atomic_load(&t->tgt_map)) {
+        r = -EBUSY;
+        pc_error_set(err, r, "volume %s is already the target of mapping %s",
+                     t->name, atomic_load(&t->tgt_map)->name);
+        goto out;
+    }
+    if (t->nmaps_as_source || atomic_load(&s->tgt_map)) {
+        r = -EOPNOTSUPP;
+        pc_error_set(err, r, "cascaded mappings are not supported yet: %s is %s",
+                     t->nmaps_as_source ? t->name : s->name,
+                     t->nmaps_as_source ? "the source of another mapping"
+                                        : "the target of another mapping");
+        goto out;
+    }
+    if (s->nmaps_as_source >= PC_MAX_TARGETS) {
+        r = -ENOSPC;
+        pc_error_set(err, r, "source %s already has %u mappings, the most allowed",
+                     s->name, PC_MAX_TARGETS);
+        goto out;
+    }
+    for (struct pc_map *o2 = e->maps; o2; o2 = o2->next) {
+        if (o2->src == s && o2->grain_shift != (uint32_t)shift) {
+            pc_error_set(err, r, "source %s already has mappings with %u KiB grains; "
+                         "all its mappings must share one grain size",
+                         s->name, (1u << o2->grain_shift) >> 10);
+            goto out;
+        }
+    }
+    m = calloc(1, sizeof *m);
+    if (!m) {
+        r = -ENOMEM;
+        pc_error_set(err, r, "out of memory creating mapping %s", name);
+        goto out;
+    }
+    m->e = e;
+    m->id = e->next_map_id++;
+    snprintf(m->name, sizeof m->name, "%s", name);
+    m->src = s;
+    m->tgt = t;
+    m->grain_shift = (uint32_t)shift;
+    m->grains = (s->size + grain - 1) >> shift;
+    m->bits = bitmap_create(m->grains, &r);
+    if (!m->bits) {
+        free(m);
+        pc_error_set(err, r, "out of memory for the bitmap of mapping %s", name);
+        goto out;
+    }
+    atomic_store(&m->state, PC_MAP_IDLE_OR_COPIED);
+    atomic_store(&m->copy_rate, copy_rate);
+    atomic_store(&m->clean_rate, clean_rate);
+    m->incremental = o->incremental;
+    atomic_store(&t->tgt_map, m);
+    s->nmaps_as_source++;
+    m->next = e->maps;
+    e->maps = m;
+    assert(map_check(m));
+    if (out)
+        *out = m;
+    r = 0;
+out:
+    pthread_mutex_unlock(&e->ctl_lock);
+    return r;
+}
+
+/* ------------------------------------------------------------------------
+ * Prepare, start, stop. */
+
+static int wait_while_locked(struct pc_map *m, enum pc_map_state s)
+{
+    while (map_state(m) == (int)s)
+        pthread_cond_wait(&m->e->state_cond, &m->e->ctl_lock);
+    return 0;
+}
+
+/* Begin cleaning m out of its chain (it is idle_or_copied or copying). */
+static void begin_stop_locked(struct pc_map *m, enum pc_map_state s)
+{
+    set_state_locked(m, s);
+    atomic_fetch_add(&m->gen, 1);
+    srcu_sync(m->e);   /* I4: operations that chose m for a copy have ended */
+    bgcopy_kick(m);
+}
+
+static int prepare_locked(struct pc_map *m, struct pc_error *err)
+{
+    int s = map_state(m);
+    if (s == PC_MAP_PREPARED)
+        return 0;
+    if (s != PC_MAP_IDLE_OR_COPIED && s != PC_MAP_STOPPED) {
+        pc_error_set(err, -EBUSY, "mapping %s is %s; it can be prepared only when "
+                     "idle_or_copied or stopped", m->name, pc_map_state_name(s));
+        return -EBUSY;
+    }
+    if (atomic_load(&m->in_chain)) {
+        /* Older mappings still read through this target: clean first. */
+        begin_stop_locked(m, PC_MAP_PREPARING);
+        wait_while_locked(m, PC_MAP_PREPARING);
+        if (map_state(m) != PC_MAP_PREPARED) {
+            pc_error_set(err, -EIO, "mapping %s could not finish cleaning; it is %s",
+                         m->name, pc_map_state_name(map_state(m)));
+            return -EIO;
+        }
+        return 0;
+    }
+    set_state_locked(m, PC_MAP_PREPARED);
+    return 0;
+}
+
+int pc_map_prepare(struct pc_map *m, struct pc_error *err)
+{
+    pthread_mutex_lock(&m->e->ctl_lock);
+    int r = prepare_locked(m, err);
+    pthread_mutex_unlock(&m->e->ctl_lock);
+    return r;
+}
+
+int pc_map_start(struct pc_map *m, struct pc_error *err)
+{
+    struct pc_engine *e = m->e;
+    struct pc_volume *src = m->src;
+    struct bitmap *fresh, *old_bits;
+    struct chain *old, *c;
+    int r;
+
+    pthread_mutex_lock(&e->ctl_lock);
+    r = prepare_locked(m, err);
+    if (r < 0)
+        goto out;
+    old = atomic_load(&src->chain);
+    if (old && old->n >= PC_MAX_TARGETS) {
+        r = -ENOSPC;
+        pc_error_set(err, r, "source %s already has %u started mappings", src->name, old->n);
+        goto out;
+    }
+    /* Everything that can fail or take time happens before the hold: a
+     * fresh bitmap costs O(1) whatever the volume size (bitmap.h B4). */
+    fresh = bitmap_create(m->grains, &r);
+    c = chain_alloc((old ? old->n : 0) + 1, m->grain_shift);
+    if (!fresh || !c) {
+        bitmap_destroy(fresh);
+        free(c);
+        r = -ENOMEM;
+        pc_error_set(err, r, "out of memory starting mapping %s", m->name);
+        goto out;
+    }
+    for (unsigned i = 0; old && i < old->n; i++)
+        c->maps[i] = old->maps[i];
+    c->maps[c->n - 1] = m;
+
+    /* The target is offline while prepared, so nothing reads m->bits. */
+    old_bits = m->bits;
+    m->bits = fresh;
+    atomic_store(&m->complete, false);
+    atomic_fetch_add(&m->gen, 1);
+    m->start_realtime_ns = now_ns(CLOCK_REALTIME);
+    m->start_hold_ns = chain_publish_locked(src, m->tgt, c, m, true);
+    bitmap_destroy(old_bits);      /* after publish's grace period */
+    assert(map_check(m));
+    bgcopy_kick(m);
+out:
+    pthread_mutex_unlock(&e->ctl_lock);
+    return r;
+}
+
+int pc_map_stop(struct pc_map *m, struct pc_error *err)
+{
+    int r = 0;
+    pthread_mutex_lock(&m->e->ctl_lock);
+    switch (map_state(m)) {
+    case PC_MAP_COPYING:
+        begin_stop_locked(m, PC_MAP_STOPPING);
+        break;
+    case PC_MAP_PREPARED:
+        set_state_locked(m, PC_MAP_STOPPED);
+        break;
+    default:
+        r = -EINVAL;
+        pc_error_set(err, r, "mapping %s is %s; only a copying or prepared mapping can be stopped",
+                     m->name, pc_map_state_name(map_state(m)));
+        break;
+    }
+    assert(map_check(m));
+    pthread_mutex_unlock(&m->e->ctl_lock);
+    return r;
+}
+
+/* ------------------------------------------------------------------------
+ * Delete. */
+
+int pc_map_delete(struct pc_map *m, bool force, struct pc_error *err)
+{
+    struct pc_engine *e = m->e;
+    int s;
+
+    pthread_mutex_lock(&e->ctl_lock);
+    s = map_state(m);
+    if ((s == PC_MAP_COPYING || s == PC_MAP_STOPPING || s == PC_MAP_PREPARING) && !force) {
+        pthread_mutex_unlock(&e->ctl_lock);
+        pc_error_set(err, -EBUSY, "mapping %s is %s; stop it first, or force the delete",
+                     m->name, pc_map_state_name(s));
+        return -EBUSY;
+    }
+    if (s == PC_MAP_COPYING || (s == PC_MAP_IDLE_OR_COPIED && atomic_load(&m->in_chain)))
+        begin_stop_locked(m, PC_MAP_STOPPING);
+    wait_while_locked(m, PC_MAP_PREPARING);
+    wait_while_locked(m, PC_MAP_STOPPING);
+    /* Out of the chain now: nothing on the data path reaches m but a target
+     * request that loaded tgt_map already — the grace period below. */
+    for (struct pc_map **pp = &e->maps; *pp; pp = &(*pp)->next) {
+        if (*pp == m) {
+            *pp = m->next;
+            break;
+        }
+    }
+    m->deleted = true;
+    atomic_store(&m->tgt->tgt_map, NULL);
+    m->src->nmaps_as_source--;
+    pthread_cond_broadcast(&e->state_cond);
+    pthread_mutex_unlock(&e->ctl_lock);
+
+    bgcopy_free(m);                /* pauses: includes a grace period */
+    srcu_sync(e);
+    bitmap_destroy(m->bits);
+    m->bits = NULL;
+    /* Janitor jobs queued for m may still run; they find m->deleted.  The
+     * struct itself is freed with the engine. */
+    pthread_mutex_lock(&e->ctl_lock);
+    m->next = e->graveyard;
+    e->graveyard = m;
+    pthread_mutex_unlock(&e->ctl_lock);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Rates, info, wait. */
+
+int pc_map_set_copy_rate(struct pc_map *m, int rate, struct pc_error *err)
+{
+    if (!valid_rate(rate)) {
+        pc_error_set(err, -EINVAL, "copy rate %d is not 0-150 or unlimited", rate);
+        return -EINVAL;
+    }
+    pthread_mutex_lock(&m->e->ctl_lock);
+    atomic_store(&m->copy_rate, rate);
+    atomic_fetch_add(&m->gen, 1);
+    bgcopy_kick(m);
+    pthread_mutex_unlock(&m->e->ctl_lock);
+    return 0;
+}
+
+int pc_map_set_clean_rate(struct pc_map *m, int rate, struct pc_error *err)
+{
+    if (!valid_rate(rate)) {
+        pc_error_set(err, -EINVAL, "clean rate %d is not 0-150 or unlimited", rate);
+        return -EINVAL;
+    }
+    pthread_mutex_lock(&m->e->ctl_lock);
+    atomic_store(&m->clean_rate, rate);
+    atomic_fetch_add(&m->gen, 1);
+    bgcopy_kick(m);
+    pthread_mutex_unlock(&m->e->ctl_lock);
+    return 0;
+}
+
+int pc_map_info(struct pc_map *m, struct pc_map_info *info)
+{
+    pthread_mutex_lock(&m->e->ctl_lock);
+    memset(info, 0, sizeof *info);
+    snprintf(info->name, sizeof info->name, "%s", m->name);
+    snprintf(info->source, sizeof info->source, "%s", m->src->name);
+    snprintf(info->target, sizeof info->target, "%s", m->tgt->name);
+    info->state = (enum pc_map_state)map_state(m);
+    info->grain_size = 1u << m->grain_shift;
+    info->grains = m->grains;
+    info->copy_rate = atomic_load(&m->copy_rate);
+    info->clean_rate = atomic_load(&m->clean_rate);
+    info->incremental = m->incremental;
+    info->complete = atomic_load(&m->complete);
+    info->start_hold_ns = m->start_hold_ns;
+    info->start_ns = m->start_realtime_ns;
+
+    bool fresh = info->state == PC_MAP_IDLE_OR_COPIED && !info->complete &&
+                 !atomic_load(&m->in_chain);
+    info->grains_split = fresh || !m->bits ? 0 : bitmap_count(m->bits);
+    if (info->complete)
+        info->grains_split = m->grains;
+    info->progress = (unsigned)(info->grains_split * 100 / m->grains);
+    switch (info->state) {
+    case PC_MAP_IDLE_OR_COPIED:
+    case PC_MAP_COPYING:
+        info->target_online = true;
+        break;
+    case PC_MAP_STOPPING:
+    case PC_MAP_STOPPED:
+        info->target_online = info->complete;
+        break;
+    default:
+        break;
+    }
+    struct chain *c = atomic_load(&m->src->chain);
+    int k = m->bits ? chain_index(c, m) : -1;
+    if (k > 0) {
+        info->dependent_mappings = (unsigned)k;
+        int i = chain_pred_index(c, k);
+        if (i >= 0) {
+            for (uint64_t g = bitmap_find_next_set(m->bits, 0); g < m->grains;
+                 g = bitmap_find_next_set(m->bits, g + 1))
+                if (!chain_any_split(c, i, k, g))
+                    info->grains_to_clean++;
+        }
+    }
+    pthread_mutex_unlock(&m->e->ctl_lock);
+    return 0;
+}
+
+int pc_map_wait(struct pc_map *m, enum pc_map_state state, int timeout_ms)
+{
+    struct pc_engine *e = m->e;
+    struct timespec dl;
+    int r = 0;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    if (timeout_ms >= 0) {
+        dl.tv_sec += timeout_ms / 1000;
+        dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (dl.tv_nsec >= 1000000000L) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000L;
+        }
+    }
+    pthread_mutex_lock(&e->ctl_lock);
+    while (map_state(m) != (int)state && !m->deleted) {
+        if (timeout_ms < 0) {
+            pthread_cond_wait(&e->state_cond, &e->ctl_lock);
+        } else if (pthread_cond_timedwait(&e->state_cond, &e->ctl_lock, &dl) == ETIMEDOUT) {
+            r = -ETIMEDOUT;
+            break;
+        }
+    }
+    if (m->deleted && r == 0)
+        r = -ENOENT;
+    pthread_mutex_unlock(&e->ctl_lock);
+    return r;
+}

@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pitcopy.h — the public C API of libpitcopy.
+ *
+ * libpitcopy makes point-in-time copies of block volumes in software.  An
+ * engine owns worker threads, each running one I/O loop (io_uring, or libaio
+ * where io_uring is refused); volumes are files or block devices; a mapping
+ * source → target makes the target a copy of the source as it was at the
+ * instant the mapping started, long before any byte has moved.
+ *
+ * Two kinds of call:
+ *
+ *   Control calls (volumes, mappings, info) may block briefly.  Call them from
+ *   any thread that is NOT an engine worker.  They are serialized inside the
+ *   engine.  They return 0 or -errno and, when given a struct pc_error, fill
+ *   it with a sentence a user can act on.
+ *
+ *   Data calls (pc_io_submit) are asynchronous and run on a worker thread: a
+ *   front end (the NBD server) runs its connections on the workers and
+ *   submits from there; other threads hand work over with pc_worker_post().
+ *   pc_io_sync() is a blocking convenience for non-worker threads.
+ *
+ * What a volume reads as
+ *   Source: what was last written to it.  Target of a started mapping: the
+ *   source as it was at the start, plus whatever was written to the target
+ *   since.  Both stay readable and writable throughout, except that a target
+ *   is offline (I/O fails with -EIO) while its mapping is preparing,
+ *   prepared, or stopping/stopped before its copy was complete — then the
+ *   target does not hold a whole image, as on Spectrum Virtualize.
+ */
+#ifndef PITCOPY_H
+#define PITCOPY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PC_BLOCK_SIZE        4096u          /* I/O offsets and lengths are multiples */
+#define PC_MAX_IO            (32u << 20)    /* largest single request */
+#define PC_MAX_TARGETS       256u           /* mappings per source */
+#define PC_GRAIN_MIN         (4u << 10)
+#define PC_GRAIN_MAX         (1u << 20)
+#define PC_GRAIN_DEFAULT     (64u << 10)
+#define PC_RATE_UNLIMITED    1000           /* copy/clean rate beyond the SVC table */
+#define PC_RATE_DEFAULT      50             /* 2 MiB/s, as Spectrum Virtualize */
+
+struct pc_engine;
+struct pc_volume;
+struct pc_map;
+struct pc_worker;
+
+/* A user-facing error: code is -errno, msg a full sentence naming the object. */
+struct pc_error {
+    int  code;
+    char msg[256];
+};
+
+/* ------------------------------------------------------------------ engine */
+
+struct pc_engine_opts {
+    unsigned    workers;      /* worker threads; 0 = number of CPUs */
+    const char *io_backend;   /* "uring", "aio", or NULL for $PITCOPY_IO (default uring) */
+    unsigned    queue_depth;  /* per worker; 0 = 256 */
+    size_t      buffer_arena; /* registered buffer memory per worker; 0 = 64 MiB */
+};
+
+int  pc_engine_create(const struct pc_engine_opts *opts, struct pc_engine **out,
+                      struct pc_error *err);
+/* Stops background work, waits for I/O in flight, closes every volume. */
+void pc_engine_destroy(struct pc_engine *e);
+unsigned pc_engine_workers(const struct pc_engine *e);
+const char *pc_engine_io_backend(const struct pc_engine *e);
+struct pc_worker *pc_engine_worker(struct pc_engine *e, unsigned idx);
+/* The worker the calling thread runs, or NULL on a non-worker thread. */
+struct pc_worker *pc_worker_self(void);
+unsigned pc_worker_index(const struct pc_worker *w);
+
+/* ----------------------------------------------------------------- volumes */
+
+#define PC_VOL_CREATE   (1u << 0)   /* create the file (sparse) if it is missing */
+#define PC_VOL_BUFFERED (1u << 1)   /* never use O_DIRECT */
+
+/*
+ * Open the file or block device at path as volume name.  size 0 takes the
+ * existing size; otherwise a missing file (with PC_VOL_CREATE) is created
+ * sparse at that size and an existing one must have exactly that size.
+ * Sizes are multiples of PC_BLOCK_SIZE.  Names are unique.
+ */
+int  pc_volume_open(struct pc_engine *e, const char *name, const char *path,
+                    uint64_t size, unsigned flags, struct pc_volume **out,
+                    struct pc_error *err);
+/* -EBUSY while the volume is in a mapping. */
+int  pc_volume_close(struct pc_volume *v, struct pc_error *err);
+struct pc_volume *pc_volume_find(struct pc_engine *e, const char *name);
+const char *pc_volume_name(const struct pc_volume *v);
+uint64_t pc_volume_size(const struct pc_volume *v);
+bool pc_volume_direct(const struct pc_volume *v);   /* opened with O_DIRECT */
+
+/* ---------------------------------------------------------------------- I/O */
+
+enum pc_io_op {
+    PC_IO_READ = 0,
+    PC_IO_WRITE,
+    PC_IO_FLUSH,     /* off/len ignored: makes every completed write durable */
+};
+
+#define PC_IO_FUA  (1u << 0)   /* write: durable when done() runs */
+
+struct pc_io;
+typedef void (*pc_io_done_fn)(struct pc_io *io, int res);
+
+/*
+ * One request.  The caller owns it and buf until done() runs, on the worker
+ * it was submitted on, with 0 or -errno.  buf must be PC_BLOCK_SIZE aligned
+ * (pc_buf_alloc gives such buffers).
+ */
+struct pc_io {
+    uint8_t           op;      /* enum pc_io_op */
+    uint8_t           flags;   /* PC_IO_* */
+    struct pc_volume *vol;
+    uint64_t          off;
+    uint32_t          len;
+    void             *buf;
+    pc_io_done_fn     done;
+    void             *priv;    /* the caller's */
+    uint64_t          engine_private[24];
+};
+
+/* Submit on the calling worker thread (w must be pc_worker_self()). */
+void pc_io_submit(struct pc_worker *w, struct pc_io *io);
+
+/* Blocking read/write/flush from a non-worker thread.  Returns 0 or -errno. */
+int  pc_io_sync(struct pc_engine *e, enum pc_io_op op, struct pc_volume *v,
+                uint64_t off, uint32_t len, void *buf, unsigned flags);
+
+/* Run fn(arg) on worker w, from any thread.  msg is the caller's until fn runs. */
+struct pc_msg {
+    void  (*fn)(struct pc_msg *msg);
+    void   *arg;
+    uint64_t engine_private[4];
+};
+void pc_worker_post(struct pc_worker *w, struct pc_msg *msg);
+
+/* Aligned buffers (worker thread: from its registered pool). */
+void *pc_buf_alloc(struct pc_worker *w, size_t len);
+void  pc_buf_free(struct pc_worker *w, void *buf, size_t len);
+/* Aligned buffers for any thread (not registered with a ring). */
+void *pc_buf_alloc_any(size_t len);
+void  pc_buf_free_any(void *buf, size_t len);
+
+/* ---------------------------------------------------------------- mappings */
+
+/*
+ * States (Spectrum Virtualize's): see engine/map.c for the diagram.
+ * Ordered as declared; pc_map_state_name() gives the SVC spelling.
+ */
+enum pc_map_state {
+    PC_MAP_IDLE_OR_COPIED = 0,
+    PC_MAP_PREPARING,
+    PC_MAP_PREPARED,
+    PC_MAP_COPYING,
+    PC_MAP_STOPPING,
+    PC_MAP_STOPPED,
+    PC_MAP_SUSPENDED,
+};
+
+struct pc_map_opts {
+    const char       *name;          /* unique; NULL → "fcmapN" */
+    struct pc_volume *source;
+    struct pc_volume *target;        /* same size as source */
+    uint32_t          grain_size;    /* 0 = 64 KiB; power of two 4 KiB–1 MiB */
+    int               copy_rate;     /* 0–150 or PC_RATE_UNLIMITED; -1 = default 50 */
+    int               clean_rate;    /* likewise */
+    bool              incremental;   /* reserved: accepted, recorded */
+};
+
+struct pc_map_info {
+    char              name[64];
+    char              source[64];
+    char              target[64];
+    enum pc_map_state state;
+    uint32_t          grain_size;
+    uint64_t          grains;
+    uint64_t          grains_split;     /* target holds its own copy */
+    unsigned          progress;         /* % of grains split, rounded down; 100 only when all are */
+    int               copy_rate;
+    int               clean_rate;
+    bool              incremental;
+    bool              complete;         /* every grain split: the target is a whole image */
+    bool              target_online;
+    unsigned          dependent_mappings; /* older mappings in the chain */
+    uint64_t          grains_to_clean;    /* what a stop would copy to the next older target */
+    uint64_t          start_hold_ns;      /* how long the last start held writes */
+    uint64_t          start_ns;           /* CLOCK_REALTIME of the last start, 0 = never */
+};
+
+int  pc_map_create(struct pc_engine *e, const struct pc_map_opts *opts,
+                   struct pc_map **out, struct pc_error *err);
+struct pc_map *pc_map_find(struct pc_engine *e, const char *name);
+
+/* idle_or_copied|stopped → preparing → prepared.  Returns once prepared. */
+int  pc_map_prepare(struct pc_map *m, struct pc_error *err);
+/*
+ * The point in time.  From prepared (or idle_or_copied|stopped, preparing
+ * first): holds new writes to source and target, waits for writes in flight,
+ * switches the mapping to copying, releases.  The hold does not depend on
+ * volume size.
+ */
+int  pc_map_start(struct pc_map *m, struct pc_error *err);
+/*
+ * copying → stopping → stopped (or idle_or_copied when the copy was
+ * complete).  Cleaning gives older mappings the grains they still need from
+ * this target, at the clean rate; pc_map_stop returns once cleaning has
+ * begun, pc_map_wait() waits for the end.
+ */
+int  pc_map_stop(struct pc_map *m, struct pc_error *err);
+/* Delete an idle_or_copied or stopped mapping; force stops it first (and waits). */
+int  pc_map_delete(struct pc_map *m, bool force, struct pc_error *err);
+int  pc_map_set_copy_rate(struct pc_map *m, int rate, struct pc_error *err);
+int  pc_map_set_clean_rate(struct pc_map *m, int rate, struct pc_error *err);
+int  pc_map_info(struct pc_map *m, struct pc_map_info *info);
+/* Wait until the mapping is in state; timeout_ms < 0 waits forever. -ETIMEDOUT. */
+int  pc_map_wait(struct pc_map *m, enum pc_map_state state, int timeout_ms);
+
+const char *pc_map_state_name(enum pc_map_state s);
+/* Bytes per second for a copy/clean rate (SVC table); 0 for 0, UINT64_MAX for unlimited. */
+uint64_t pc_rate_bytes_per_sec(int rate);
+/* Parse "0".."150" or "unlimited"; -EINVAL otherwise. */
+int  pc_rate_parse(const char *s, int *rate);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -42,6 +42,8 @@ BENCH     := $(BUILD)/pitcopy-bench
 
 HEADERS   := $(wildcard include/*.h $(addsuffix /*.h,$(LIB_DIRS)) tests/common/*.h bench/*.h)
 
+.SECONDARY: $(TEST_COMMON_OBJ)
+
 .PHONY: all deps test test-build unit model asan tsan soak bench bench-quick demo clean help
 .DEFAULT_GOAL := all
 

@@ -339,8 +339,8 @@ static void loop_run_failures(struct io_loop *l)
 
 /* ------------------------------------------------------------------------
  * Posted messages (I3): Vyukov's intrusive MPSC queue.  A push is one
- * exchange plus one store, wait-free; the owner pops without atomics RMW
- * except when it re-inserts the stub.
+ * exchange plus one store, wait-free; the owner pops with plain loads and
+ * needs an exchange only when it puts the stub back behind the last message.
  */
 
 static void post_push(struct io_loop *l, struct io_msg *m)
@@ -443,12 +443,14 @@ static void timer_unlink(struct io_loop *l, struct io_timer *t)
 void io_loop_timer_arm(struct io_loop *l, struct io_timer *t, uint64_t delay_ns)
 {
     struct io_timer **pp = &l->timers;
+    uint64_t now;
 
     assert(loop_on_owner(l));
     assert(t->fn);
     if (t->armed)
         timer_unlink(l, t);             /* re-arming moves the deadline */
-    t->deadline_ns = io_now_ns() + delay_ns;
+    now = io_now_ns();
+    t->deadline_ns = delay_ns > UINT64_MAX - now ? UINT64_MAX : now + delay_ns;
     while (*pp && (*pp)->deadline_ns <= t->deadline_ns)
         pp = &(*pp)->next;              /* after equals: FIFO */
     t->next = *pp;
@@ -505,7 +507,8 @@ static int64_t loop_may_block(struct io_loop *l)
 
         if (l->timers->deadline_ns <= now)
             return 0;
-        timeout = (int64_t)(l->timers->deadline_ns - now);
+        timeout = l->timers->deadline_ns - now > INT64_MAX ? INT64_MAX :
+                  (int64_t)(l->timers->deadline_ns - now);
     }
     /* Dekker pair with io_loop_post(): store sleeping, then look at the
      * queue (seq_cst both), against push, then exchange sleeping. */

@@ -122,6 +122,8 @@ void io_loop_submit(struct io_loop *l, struct io_req *req);
  * Register fd as a fixed file with this loop (owner thread).  Requests on a
  * registered fd use the fixed-file path; unregistered fds work as well.
  * Returns 0 or -errno (the loop then simply uses the plain fd).
+ * Remove a file before closing it, so a reused fd number is not mistaken
+ * for it.
  */
 int  io_loop_add_file(struct io_loop *l, int fd);
 void io_loop_remove_file(struct io_loop *l, int fd);

@@ -444,7 +444,11 @@ static void uring_remove_file(struct io_loop *l, int fd)
 
     if (slot < 0)
         return;
-    /* Requests in flight hold their own reference to the file. */
+    /* A submitted request holds its own reference to the file, but an SQE
+     * still waiting in the SQ would find the slot empty: submit those
+     * first (an SQE only ever waits for an enabled ring). */
+    if (u->enabled && io_uring_sq_ready(&u->ring) > 0)
+        io_uring_submit(&u->ring);
     io_uring_register_files_update(&u->ring, (unsigned)slot, &none, 1);
     u->fd_slot[fd] = -1;
     u->slot_fd[slot] = -1;

@@ -23,7 +23,8 @@
  * needs one instant); test-engine-hold covers starts under writes.
  *
  *   PITCOPY_MODEL_OPS   operations per backend (default 100000)
- *   PITCOPY_SEED        replay a run
+ *   PITCOPY_MODEL_TARGETS, PITCOPY_MODEL_GRAIN   fix what is otherwise random
+ *   PITCOPY_SEED        replay a run (the schedule of threads still varies)
  */
 #include <errno.h>
 #include <pthread.h>
@@ -443,6 +444,10 @@ static void run_model(const char *backend)
     for (unsigned s = 0; s < NSRC; s++) {
         md->ntgt[s] = 1 + (unsigned)tu_rand_below(&rs, MAXT);
         md->grain[s] = grains[tu_rand_below(&rs, 4)];
+        if (tu_env_u64("PITCOPY_MODEL_TARGETS", 0))
+            md->ntgt[s] = (unsigned)tu_env_u64("PITCOPY_MODEL_TARGETS", 1);
+        if (tu_env_u64("PITCOPY_MODEL_GRAIN", 0))
+            md->grain[s] = (uint32_t)tu_env_u64("PITCOPY_MODEL_GRAIN", 65536);
         for (int t = -1; t < (int)md->ntgt[s]; t++) {
             struct mvol *v = t < 0 ? &md->src[s] : &md->tgt[s][t];
             if (t < 0)

@@ -12,7 +12,8 @@
  *   E1  A read section is entered and left on the same worker, so each
  *       worker's counters are written by that worker alone.
  *   E2  srcu_sync() returns only after every read section that had begun
- *       when it was called has ended (see the proof beside srcu_lock).
+ *       when it was called has ended (see the proof beside srcu_lock);
+ *       synchronizers run one at a time.
  *   E3  Janitor jobs run one at a time, in queue order, on the janitor
  *       thread, with ctl_lock held.
  *
@@ -98,10 +99,18 @@ static void srcu_wait_phase(struct pc_engine *e, unsigned idx)
     }
 }
 
+/*
+ * Synchronizers take turns (srcu_lock_sync): with two at once, the second
+ * flip would move the phase back and the second caller would wait on the
+ * phase of readers that began after the first flip, returning while
+ * readers from before both were still in their sections.
+ */
 void srcu_sync(struct pc_engine *e)
 {
+    pthread_mutex_lock(&e->srcu_sync_lock);
     unsigned old = atomic_fetch_add(&e->srcu_idx, 1) & 1;
     srcu_wait_phase(e, old);
+    pthread_mutex_unlock(&e->srcu_sync_lock);
 }
 
 /* ------------------------------------------------------------------------
@@ -198,6 +207,7 @@ int pc_engine_create(const struct pc_engine_opts *opts, struct pc_engine **out,
     if (!e->workers || !e->busy)
         goto nomem;
     pthread_mutex_init(&e->ctl_lock, NULL);
+    pthread_mutex_init(&e->srcu_sync_lock, NULL);
     pthread_cond_init(&e->state_cond, NULL);
     pthread_mutex_init(&e->janitor.lock, NULL);
     pthread_cond_init(&e->janitor.cond, NULL);
@@ -293,6 +303,7 @@ void pc_engine_destroy(struct pc_engine *e)
     }
     busy_destroy(e->busy);
     pthread_mutex_destroy(&e->ctl_lock);
+    pthread_mutex_destroy(&e->srcu_sync_lock);
     pthread_cond_destroy(&e->state_cond);
     free(e->workers);
     free(e);

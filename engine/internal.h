@@ -19,6 +19,8 @@
  *                      hold is on (slow path).
  *   busy stripe locks  (busy.c) one per stripe, held for a few instructions.
  *   janitor.lock       the janitor's queue.
+ *   srcu_sync_lock     held while a grace period runs; innermost, taken
+ *                      with or without ctl_lock.
  *   Workers never block on ctl_lock; the control side never holds a stripe
  *   lock or hold_lock while it waits.
  *
@@ -81,6 +83,7 @@ struct pc_engine {
     pthread_mutex_t     ctl_lock;        /* control calls, janitor work */
     pthread_cond_t      state_cond;      /* a mapping changed state (pc_map_wait) */
     _Atomic unsigned    srcu_idx;
+    pthread_mutex_t     srcu_sync_lock;  /* one srcu_sync at a time (E2) */
 
     /* Volumes and mappings: lists under ctl_lock. */
     struct pc_volume   *volumes;

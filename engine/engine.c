@@ -271,8 +271,7 @@ void pc_engine_destroy(struct pc_engine *e)
     if (!e)
         return;
     /* Mappings first: their background drivers run on the workers. */
-    while (e->maps)
-        pc_map_delete(e->maps, true, NULL);
+    map_teardown_all(e);
     while (e->volumes)
         pc_volume_close(e->volumes, NULL);
 

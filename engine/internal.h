@@ -170,6 +170,9 @@ struct pc_map {
     bool                deleted;
 };
 
+/* Drop every mapping at once, without cleaning (pc_engine_destroy). */
+void map_teardown_all(struct pc_engine *e);
+
 /* Janitor entry points, triggered by bgcopy.c. */
 void map_copy_complete(struct pc_engine *e, struct janitor_job *job);
 void map_clean_complete(struct pc_engine *e, struct janitor_job *job);

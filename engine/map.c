@@ -241,8 +241,8 @@ int pc_map_create(struct pc_engine *e, const struct pc_map_opts *o,
 {
     struct pc_volume *s = o->source, *t = o->target;
     uint32_t grain = o->grain_size ? o->grain_size : PC_GRAIN_DEFAULT;
-    int copy_rate = o->copy_rate < 0 ? PC_RATE_DEFAULT : o->copy_rate;
-    int clean_rate = o->clean_rate < 0 ? PC_RATE_DEFAULT : o->clean_rate;
+    int copy_rate = o->copy_rate == -1 ? PC_RATE_DEFAULT : o->copy_rate;
+    int clean_rate = o->clean_rate == -1 ? PC_RATE_DEFAULT : o->clean_rate;
     int shift = grain_shift_of(grain);
     char name[64];
     struct pc_map *m;
@@ -256,8 +256,12 @@ int pc_map_create(struct pc_engine *e, const struct pc_map_opts *o,
         pc_error_set(err, -EINVAL, "grain size %u is not a power of two from 4 KiB to 1 MiB", grain);
         return -EINVAL;
     }
-    if (!valid_rate(copy_rate) || !valid_rate(clean_rate)) {
-        pc_error_set(err, -EINVAL, "copy and clean rates are 0-150 or unlimited");
+    if (!valid_rate(copy_rate)) {
+        pc_error_set(err, -EINVAL, "copy rate %d is not 0-150 or unlimited", copy_rate);
+        return -EINVAL;
+    }
+    if (!valid_rate(clean_rate)) {
+        pc_error_set(err, -EINVAL, "clean rate %d is not 0-150 or unlimited", clean_rate);
         return -EINVAL;
     }
     pthread_mutex_lock(&e->ctl_lock);
@@ -457,6 +461,12 @@ int pc_map_stop(struct pc_map *m, struct pc_error *err)
     switch (map_state(m)) {
     case PC_MAP_COPYING:
         begin_stop_locked(m, PC_MAP_STOPPING);
+        /* Bits are frozen now (I4).  If writes and copies split every
+         * grain, the target is a whole image whether or not the background
+         * copy got to say so: it stays online and the stop ends in
+         * idle_or_copied. */
+        if (bitmap_find_next_unset(m->bits, 0) >= m->grains)
+            atomic_store(&m->complete, true);
         break;
     case PC_MAP_PREPARED:
         set_state_locked(m, PC_MAP_STOPPED);
@@ -519,6 +529,41 @@ int pc_map_delete(struct pc_map *m, bool force, struct pc_error *err)
     return 0;
 }
 
+/*
+ * Engine teardown: every mapping goes at once, without cleaning.  Cleaning
+ * gives older targets what they need to stay valid, but nothing will read
+ * them once the engine is gone (the caller has no I/O in flight), and at a
+ * slow clean rate it would hold pc_engine_destroy for hours.
+ */
+void map_teardown_all(struct pc_engine *e)
+{
+    pthread_mutex_lock(&e->ctl_lock);
+    for (struct pc_map *m = e->maps; m; m = m->next)
+        m->deleted = true;              /* janitor jobs still queued skip them */
+    pthread_mutex_unlock(&e->ctl_lock);
+    for (struct pc_map *m = e->maps; m; m = m->next)
+        bgcopy_free(m);                 /* no extent runs after this */
+    srcu_sync(e);
+    pthread_mutex_lock(&e->ctl_lock);
+    for (struct pc_volume *v = e->volumes; v; v = v->next) {
+        free(atomic_load(&v->chain));
+        atomic_store(&v->chain, NULL);
+        atomic_store(&v->tgt_map, NULL);
+        v->nmaps_as_source = 0;
+    }
+    while (e->maps) {
+        struct pc_map *m = e->maps;
+        e->maps = m->next;
+        atomic_store(&m->in_chain, false);
+        bitmap_destroy(m->bits);
+        m->bits = NULL;
+        m->next = e->graveyard;
+        e->graveyard = m;
+    }
+    pthread_cond_broadcast(&e->state_cond);
+    pthread_mutex_unlock(&e->ctl_lock);
+}
+
 /* ------------------------------------------------------------------------
  * Rates, info, wait. */
 
@@ -572,6 +617,8 @@ int pc_map_info(struct pc_map *m, struct pc_map_info *info)
     info->grains_split = fresh || !m->bits ? 0 : bitmap_count(m->bits);
     if (info->complete)
         info->grains_split = m->grains;
+    else if (info->state == PC_MAP_COPYING && info->grains_split == m->grains)
+        info->complete = true;      /* split by writes: a whole image now */
     info->progress = (unsigned)(info->grains_split * 100 / m->grains);
     switch (info->state) {
     case PC_MAP_IDLE_OR_COPIED:

@@ -70,7 +70,11 @@ struct pc_engine_opts {
 
 int  pc_engine_create(const struct pc_engine_opts *opts, struct pc_engine **out,
                       struct pc_error *err);
-/* Stops background work, waits for I/O in flight, closes every volume. */
+/*
+ * Drops every mapping at once (no cleaning: nothing will read the targets
+ * through this engine again), closes every volume, stops the workers.  The
+ * caller must have no request in flight.
+ */
 void pc_engine_destroy(struct pc_engine *e);
 unsigned pc_engine_workers(const struct pc_engine *e);
 const char *pc_engine_io_backend(const struct pc_engine *e);
@@ -174,7 +178,7 @@ struct pc_map_opts {
     struct pc_volume *target;        /* same size as source */
     uint32_t          grain_size;    /* 0 = 64 KiB; power of two 4 KiB–1 MiB */
     int               copy_rate;     /* 0–150 or PC_RATE_UNLIMITED; -1 = default 50 */
-    int               clean_rate;    /* likewise */
+    int               clean_rate;    /* likewise; other negative values are refused */
     bool              incremental;   /* reserved: accepted, recorded */
 };
 

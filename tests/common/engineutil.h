@@ -55,7 +55,8 @@ struct tu_vol *tu_vol_new(struct tu_eng *f, const char *name, uint64_t size);
 /* pc_io_sync through a bounce buffer; returns its result. */
 int  tu_io(struct tu_eng *f, enum pc_io_op op, struct tu_vol *tv, uint64_t off,
            uint32_t len, void *buf);
-/* Write a fresh pattern to [off, off+len) and record it in img; asserts 0. */
+/* Write a fresh pattern to [off, off+len) and record it in img; asserts 0.
+ * One request, or PC_MAX_IO pieces when longer. */
 void tu_write(struct tu_eng *f, struct tu_vol *tv, uint64_t off, uint64_t len);
 /* Read [off, off+len) and compare with img; fails naming the first bad byte. */
 void tu_check(struct tu_eng *f, struct tu_vol *tv, uint64_t off, uint64_t len);

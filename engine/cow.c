@@ -241,6 +241,8 @@ static void own_req_done(struct io_req *req, int res)
 static void io_complete(struct pc_io *io)
 {
     struct io_state *st = ios(io);
+    if (io->op == PC_IO_WRITE)
+        atomic_fetch_sub(&io->vol->wr_inflight[st->w->idx].n, 1);
     srcu_unlock(st->w, st->srcu_idx);
     io->done(io, st->err);
 }
@@ -320,8 +322,10 @@ static bool hold_enqueue(struct pc_io *io)
         queued = true;
     }
     pthread_mutex_unlock(&v->hold_lock);
-    if (queued)
+    if (queued) {
+        atomic_fetch_sub(&v->wr_inflight[st->w->idx].n, 1);
         srcu_unlock(st->w, st->srcu_idx);
+    }
     return queued;
 }
 
@@ -867,8 +871,12 @@ void pc_io_submit(struct pc_worker *w, struct pc_io *io)
         io_loop_submit(w->loop, &st->req);
         return;
     }
-    if (io->op == PC_IO_WRITE && atomic_load(&v->hold) && hold_enqueue(io))
-        return;
+    if (io->op == PC_IO_WRITE) {
+        /* Count in, then look at the hold (volume_drain_writes pairs). */
+        atomic_fetch_add(&v->wr_inflight[w->idx].n, 1);
+        if (atomic_load(&v->hold) && hold_enqueue(io))
+            return;
+    }
 
     switch (route_of(v, &c, &k)) {
     case ROUTE_OFFLINE:

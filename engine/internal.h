@@ -28,9 +28,16 @@
  *   Every data-path operation — a request from pc_io_submit to done(), one
  *   background-copy or cleaning extent — runs inside a read section entered
  *   and left on its own worker.  srcu_sync() returns once every section that
- *   began before it has ended.  That is what makes a write hold drain the
- *   writes in flight, and what lets the control side free a chain snapshot or
- *   a bitmap that readers might still hold.
+ *   began before it has ended.  That is what lets the control side free a
+ *   chain snapshot or a bitmap that readers might still hold, and what makes
+ *   a stop's freeze of a mapping's bits (cow.c I4) complete.
+ *
+ * Write holds (map.c, cow.c)
+ *   A start must drain only the writes in flight to its source and target,
+ *   not every request on every volume: each volume counts its writes in
+ *   flight per worker (wr_inflight), entered before the hold is checked.
+ *   volume_drain_writes() waits for those counts to reach zero once the hold
+ *   is set — the same Dekker pairing as srcu_lock/srcu_sync.
  */
 #ifndef PITCOPY_ENGINE_INTERNAL_H
 #define PITCOPY_ENGINE_INTERNAL_H
@@ -118,6 +125,12 @@ void  pc_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ------------------------------------------------------------- volume.c */
 
+/* One worker's count of writes in flight to a volume, on its own cache line:
+ * written by that worker only, read by volume_drain_writes. */
+struct wr_count {
+    _Atomic int64_t n;
+} __attribute__((aligned(64)));
+
 struct chain {
     unsigned        n;                  /* started mappings, oldest first */
     uint32_t        grain_shift;        /* every mapping of one source shares it */
@@ -141,12 +154,15 @@ struct pc_volume {
 
     /* Write hold (map.c): new writes queue while hold is set. */
     _Atomic int         hold;
+    struct wr_count    *wr_inflight;    /* [nworkers]: writes in flight, by worker */
     pthread_mutex_t     hold_lock;
     struct pc_io       *held_head, *held_tail;   /* hold_lock */
 };
 
 /* Register/unregister the fd with every worker's ring (blocks). */
 void volume_files_register(struct pc_volume *v, bool add);
+/* With v->hold set: wait until no write to v is in flight (control side). */
+void volume_drain_writes(struct pc_volume *v);
 
 /* ---------------------------------------------------------------- map.c */
 

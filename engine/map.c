@@ -33,9 +33,13 @@
  *   stopped         out of the chain; target offline (an incomplete image).
  *
  * Invariants
- *   M1  Chains change only under a write hold on the source: hold, grace
- *       period (writes in flight drain), publish the new snapshot, release.
- *       The old snapshot is freed after a second grace period.
+ *   M1  Chains change only under a write hold on the source: hold, drain
+ *       the source's writes in flight (and the target's, at a start),
+ *       publish the new snapshot, release.  Only those writes act on the
+ *       chain's shape (copy-on-write picks the newest mapping); target
+ *       writes, reads and background copy are unaffected by a mapping joining
+ *       at the new end or a cleaned one leaving.  The old snapshot is freed
+ *       after a grace period.
  *   M2  A mapping is in its source's chain iff in_chain; in_chain implies
  *       state is copying, stopping, idle_or_copied (with older mappings
  *       still in the chain) or preparing (cleaning before a restart).
@@ -130,7 +134,9 @@ static uint64_t chain_publish_locked(struct pc_volume *src, struct pc_volume *al
     atomic_store(&src->hold, 1);
     if (also)
         atomic_store(&also->hold, 1);
-    srcu_sync(e);                                   /* writes in flight drain */
+    volume_drain_writes(src);                       /* writes in flight drain */
+    if (also)
+        volume_drain_writes(also);
     atomic_store_explicit(&src->chain, c, memory_order_release);
     atomic_store(&m->in_chain, entering);
     if (entering)

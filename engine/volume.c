@@ -62,6 +62,24 @@ void volume_files_register(struct pc_volume *v, bool add)
     free(msgs);
 }
 
+/*
+ * A writer counts itself in (cow.c) and then tests hold; we set hold and
+ * then read the counts.  Both sides are sequentially consistent, so either
+ * the writer sees the hold and queues, or we see its count and wait for it.
+ */
+void volume_drain_writes(struct pc_volume *v)
+{
+    for (unsigned spins = 0;; spins++) {
+        int64_t sum = 0;
+        for (unsigned i = 0; i < v->e->nworkers; i++)
+            sum += atomic_load(&v->wr_inflight[i].n);
+        if (sum == 0)
+            return;
+        if (spins > 1000)
+            usleep(10);
+    }
+}
+
 static bool valid_name(const char *name)
 {
     size_t n = strlen(name);
@@ -184,6 +202,13 @@ int pc_volume_open(struct pc_engine *e, const char *name, const char *path,
         pc_error_set(err, r, "volume %s: out of memory", name);
         goto fail;
     }
+    if (posix_memalign((void **)&v->wr_inflight, 64, e->nworkers * sizeof *v->wr_inflight)) {
+        free(v);
+        r = -ENOMEM;
+        pc_error_set(err, r, "volume %s: out of memory", name);
+        goto fail;
+    }
+    memset(v->wr_inflight, 0, e->nworkers * sizeof *v->wr_inflight);
     v->e = e;
     snprintf(v->name, sizeof v->name, "%s", name);
     snprintf(v->path, sizeof v->path, "%s", path);
@@ -230,6 +255,7 @@ int pc_volume_close(struct pc_volume *v, struct pc_error *err)
     volume_files_register(v, false);
     close(v->fd);
     pthread_mutex_destroy(&v->hold_lock);
+    free(v->wr_inflight);
     free(v);
     return 0;
 }

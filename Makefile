@@ -26,8 +26,14 @@ else
   LDLIBS += -ljemalloc
 endif
 
-LIB_DIRS  := bitmap io engine
+LIB_DIRS  := bitmap io engine nbd
 LIB_SRC   := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
+
+# The pitcopy command: the CLI and the daemon it becomes with `serve`
+# (control protocol in ctl/, JSON by jansson).
+CLI_SRC   := $(wildcard cli/*.c ctl/*.c)
+CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+PITCOPY   := $(BUILD)/pitcopy
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB       := $(BUILD)/libpitcopy.a
 
@@ -40,14 +46,14 @@ BENCH_SRC := $(wildcard bench/*.c)
 BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/obj/%.o)
 BENCH     := $(BUILD)/pitcopy-bench
 
-HEADERS   := $(wildcard include/*.h $(addsuffix /*.h,$(LIB_DIRS)) tests/common/*.h bench/*.h)
+HEADERS   := $(wildcard include/*.h $(addsuffix /*.h,$(LIB_DIRS)) cli/*.h ctl/*.h tests/common/*.h bench/*.h)
 
 .SECONDARY: $(TEST_COMMON_OBJ)
 
 .PHONY: all deps test test-build unit model asan tsan soak bench bench-quick demo clean help
 .DEFAULT_GOAL := all
 
-all: $(LIB) $(if $(BENCH_SRC),$(BENCH)) $(TEST_BIN)
+all: $(LIB) $(if $(CLI_SRC),$(PITCOPY)) $(if $(BENCH_SRC),$(BENCH)) $(TEST_BIN)
 
 help:
 	@echo "make            build library, benchmark and tests into build/"
@@ -73,6 +79,10 @@ $(LIB): $(LIB_OBJ)
 $(BUILD)/tests/%: tests/%.c $(LIB) $(TEST_COMMON_OBJ) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/common $(LDFLAGS) -o $@ $< $(TEST_COMMON_OBJ) $(LIB) -lcmocka $(LDLIBS)
+
+$(PITCOPY): $(CLI_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) -ljansson $(LDLIBS)
 
 $(BENCH): $(BENCH_OBJ) $(LIB)
 	@mkdir -p $(dir $@)

@@ -208,6 +208,7 @@ int pc_engine_create(const struct pc_engine_opts *opts, struct pc_engine **out,
         goto nomem;
     pthread_mutex_init(&e->ctl_lock, NULL);
     pthread_mutex_init(&e->srcu_sync_lock, NULL);
+    pthread_mutex_init(&e->vol_lock, NULL);
     pthread_cond_init(&e->state_cond, NULL);
     pthread_mutex_init(&e->janitor.lock, NULL);
     pthread_cond_init(&e->janitor.cond, NULL);
@@ -303,6 +304,7 @@ void pc_engine_destroy(struct pc_engine *e)
     busy_destroy(e->busy);
     pthread_mutex_destroy(&e->ctl_lock);
     pthread_mutex_destroy(&e->srcu_sync_lock);
+    pthread_mutex_destroy(&e->vol_lock);
     pthread_cond_destroy(&e->state_cond);
     free(e->workers);
     free(e);

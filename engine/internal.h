@@ -15,6 +15,8 @@
  *
  * Locking (outer to inner)
  *   engine->ctl_lock   control calls and janitor work; never taken by workers.
+ *   vol_lock           the volume list and volume refs; never held while
+ *                      waiting (workers take it in NBD handshakes).
  *   volume->hold_lock  the held-writes list; taken by workers only when a
  *                      hold is on (slow path).
  *   busy stripe locks  (busy.c) one per stripe, held for a few instructions.
@@ -93,7 +95,8 @@ struct pc_engine {
     pthread_mutex_t     srcu_sync_lock;  /* one srcu_sync at a time (E2) */
 
     /* Volumes and mappings: lists under ctl_lock. */
-    struct pc_volume   *volumes;
+    struct pc_volume   *volumes;          /* ctl_lock and vol_lock to change */
+    pthread_mutex_t     vol_lock;         /* the volume list and refs; brief */
     struct pc_map      *maps;
     struct pc_map      *graveyard;       /* deleted, freed with the engine (map.c) */
     unsigned            next_map_id;
@@ -151,6 +154,7 @@ struct pc_volume {
     /* As a target: the mapping targeting it (at most one), set at create. */
     struct pc_map *_Atomic tgt_map;
     unsigned            nmaps_as_source; /* mappings created on it, ctl_lock */
+    unsigned            refs;           /* pc_volume_get holders, vol_lock */
 
     /* Write hold (map.c): new writes queue while hold is set. */
     _Atomic int         hold;

@@ -262,6 +262,11 @@ int pc_map_create(struct pc_engine *e, const struct pc_map_opts *o,
         pc_error_set(err, -EINVAL, "grain size %u is not a power of two from 4 KiB to 1 MiB", grain);
         return -EINVAL;
     }
+    if (o->initial_state != PC_MAP_IDLE_OR_COPIED && o->initial_state != PC_MAP_STOPPED) {
+        pc_error_set(err, -EINVAL, "a mapping can be created only idle_or_copied or stopped, not %s",
+                     pc_map_state_name(o->initial_state));
+        return -EINVAL;
+    }
     if (!valid_rate(copy_rate)) {
         pc_error_set(err, -EINVAL, "copy rate %d is not 0-150 or unlimited", copy_rate);
         return -EINVAL;
@@ -343,7 +348,8 @@ int pc_map_create(struct pc_engine *e, const struct pc_map_opts *o,
         pc_error_set(err, r, "out of memory for the bitmap of mapping %s", name);
         goto out;
     }
-    atomic_store(&m->state, PC_MAP_IDLE_OR_COPIED);
+    atomic_store(&m->state, o->initial_state);
+    atomic_store(&m->complete, o->initial_state == PC_MAP_IDLE_OR_COPIED && o->initial_complete);
     atomic_store(&m->copy_rate, copy_rate);
     atomic_store(&m->clean_rate, clean_rate);
     m->incremental = o->incremental;

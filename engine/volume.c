@@ -9,7 +9,12 @@
  *
  * Invariants
  *   V1  size is a non-zero multiple of PC_BLOCK_SIZE and never changes.
- *   V2  A volume in any mapping (as source or target) cannot be closed.
+ *   V2  A volume in any mapping (as source or target), or held by
+ *       pc_volume_get (an NBD export in use), cannot be closed.
+ *
+ * Locking
+ *   The volume list changes under ctl_lock and vol_lock; lookups from
+ *   workers (NBD handshakes) take vol_lock only, briefly.
  *
  * Context
  *   Control calls: non-worker threads, under ctl_lock.
@@ -92,12 +97,50 @@ static bool valid_name(const char *name)
     return true;
 }
 
-struct pc_volume *pc_volume_find(struct pc_engine *e, const char *name)
+/* Under vol_lock (or ctl_lock, which every list change also holds). */
+static struct pc_volume *find_locked(struct pc_engine *e, const char *name)
 {
     for (struct pc_volume *v = e->volumes; v; v = v->next)
         if (strcmp(v->name, name) == 0)
             return v;
     return NULL;
+}
+
+struct pc_volume *pc_volume_find(struct pc_engine *e, const char *name)
+{
+    pthread_mutex_lock(&e->vol_lock);
+    struct pc_volume *v = find_locked(e, name);
+    pthread_mutex_unlock(&e->vol_lock);
+    return v;
+}
+
+struct pc_volume *pc_volume_get(struct pc_engine *e, const char *name)
+{
+    pthread_mutex_lock(&e->vol_lock);
+    struct pc_volume *v = find_locked(e, name);
+    if (v)
+        v->refs++;
+    pthread_mutex_unlock(&e->vol_lock);
+    return v;
+}
+
+void pc_volume_put(struct pc_volume *v)
+{
+    pthread_mutex_lock(&v->e->vol_lock);
+    v->refs--;
+    pthread_mutex_unlock(&v->e->vol_lock);
+}
+
+unsigned pc_volume_list(struct pc_engine *e,
+                        void (*fn)(struct pc_volume *v, void *arg), void *arg)
+{
+    unsigned n = 0;
+    pthread_mutex_lock(&e->vol_lock);
+    for (struct pc_volume *v = e->volumes; v; v = v->next, n++)
+        if (fn)
+            fn(v, arg);
+    pthread_mutex_unlock(&e->vol_lock);
+    return n;
 }
 
 static int volume_size_of(int fd, uint64_t *size)
@@ -137,7 +180,7 @@ int pc_volume_open(struct pc_engine *e, const char *name, const char *path,
         return -EINVAL;
     }
     pthread_mutex_lock(&e->ctl_lock);
-    if (pc_volume_find(e, name)) {
+    if (find_locked(e, name)) {
         pthread_mutex_unlock(&e->ctl_lock);
         pc_error_set(err, -EEXIST, "volume %s already exists", name);
         return -EEXIST;
@@ -217,8 +260,10 @@ int pc_volume_open(struct pc_engine *e, const char *name, const char *path,
     v->direct = direct;
     v->id = e->next_vol_id++;
     pthread_mutex_init(&v->hold_lock, NULL);
+    pthread_mutex_lock(&e->vol_lock);
     v->next = e->volumes;
     e->volumes = v;
+    pthread_mutex_unlock(&e->vol_lock);
     pthread_mutex_unlock(&e->ctl_lock);
 
     volume_files_register(v, true);
@@ -242,12 +287,22 @@ int pc_volume_close(struct pc_volume *v, struct pc_error *err)
         pc_error_set(err, -EBUSY, "volume %s is in a mapping; delete the mapping first", v->name);
         return -EBUSY;
     }
+    pthread_mutex_lock(&e->vol_lock);
+    if (v->refs) {
+        unsigned refs = v->refs;
+        pthread_mutex_unlock(&e->vol_lock);
+        pthread_mutex_unlock(&e->ctl_lock);
+        pc_error_set(err, -EBUSY, "volume %s is in use (%u open export%s); disconnect first",
+                     v->name, refs, refs == 1 ? "" : "s");
+        return -EBUSY;
+    }
     for (struct pc_volume **pp = &e->volumes; *pp; pp = &(*pp)->next) {
         if (*pp == v) {
             *pp = v->next;
             break;
         }
     }
+    pthread_mutex_unlock(&e->vol_lock);
     pthread_mutex_unlock(&e->ctl_lock);
     /* Requests already submitted against v finish first (V2 covers the
      * mappings; the caller guarantees no new requests). */

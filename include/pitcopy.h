@@ -97,9 +97,17 @@ unsigned pc_worker_index(const struct pc_worker *w);
 int  pc_volume_open(struct pc_engine *e, const char *name, const char *path,
                     uint64_t size, unsigned flags, struct pc_volume **out,
                     struct pc_error *err);
-/* -EBUSY while the volume is in a mapping. */
+/* -EBUSY while the volume is in a mapping or held by pc_volume_get. */
 int  pc_volume_close(struct pc_volume *v, struct pc_error *err);
+/* Look a volume up by name (any thread, workers included; never blocks long). */
 struct pc_volume *pc_volume_find(struct pc_engine *e, const char *name);
+/* The same, holding the volume open until pc_volume_put (an NBD export in use). */
+struct pc_volume *pc_volume_get(struct pc_engine *e, const char *name);
+void pc_volume_put(struct pc_volume *v);
+/* Call fn for every volume, in no particular order, under a short lock (fn
+ * must not call back into the engine); returns how many there are. */
+unsigned pc_volume_list(struct pc_engine *e,
+                        void (*fn)(struct pc_volume *v, void *arg), void *arg);
 const char *pc_volume_name(const struct pc_volume *v);
 uint64_t pc_volume_size(const struct pc_volume *v);
 bool pc_volume_direct(const struct pc_volume *v);   /* opened with O_DIRECT */
@@ -180,6 +188,14 @@ struct pc_map_opts {
     int               copy_rate;     /* 0–150 or PC_RATE_UNLIMITED; -1 = default 50 */
     int               clean_rate;    /* likewise; other negative values are refused */
     bool              incremental;   /* reserved: accepted, recorded */
+    /*
+     * Recreating a mapping a daemon knew before it restarted: its split
+     * bitmap is not persisted yet, so it comes back idle_or_copied (the
+     * default; complete says whether the target held a whole image) or
+     * stopped (the target held an incomplete image: offline).
+     */
+    enum pc_map_state initial_state; /* PC_MAP_IDLE_OR_COPIED or PC_MAP_STOPPED */
+    bool              initial_complete;
 };
 
 struct pc_map_info {

@@ -1,7 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 #
-# Run every test program in the given build trees, one line per test, and close
+# Run every test program in the given build trees (and the script tests
+# once, against the first tree), one line per test, and close
 # with "N passed, N failed, N skipped".  Exit codes follow liburing and automake:
 # 0 pass, 77 skip, anything else fail; a test past its timeout is killed and
 # reported as TIMEOUT (a failure).  Skips and timeouts are counted apart from
@@ -23,8 +24,15 @@ done
 timeout_s=${PITCOPY_TEST_TIMEOUT:-300}
 pass=0 fail=0 skip=0
 failed=()
+# Script tests (tests/nbd/test-*.sh) drive real clients against the first
+# build's binaries; they find them through $PITCOPY_BUILD.
+first=1
 for b in "${builds[@]}"; do
-    for t in "$b"/tests/unit/test-* "$b"/tests/model/test-*; do
+    scripts=()
+    [ $first = 1 ] && scripts=(tests/nbd/test-*.sh)
+    first=0
+    export PITCOPY_BUILD="$b"
+    for t in "$b"/tests/unit/test-* "$b"/tests/model/test-* "${scripts[@]}"; do
         [ -x "$t" ] || continue
         case "$t" in *"$filter"*) ;; *) continue ;; esac
         log=$(mktemp)

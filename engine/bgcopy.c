@@ -68,7 +68,8 @@ static enum bg_mode desired_mode(const struct pc_map *m, int *rate)
         *rate = atomic_load(&m->copy_rate);
         return *rate > 0 ? BG_COPY : BG_IDLE;
     }
-    if (st == PC_MAP_STOPPING || (st == PC_MAP_PREPARING && atomic_load(&m->in_chain))) {
+    if ((st == PC_MAP_STOPPING || (st == PC_MAP_PREPARING && atomic_load(&m->in_chain))) &&
+        atomic_load(&m->frozen)) {                /* map.c begin_stop_locked: I4 */
         *rate = atomic_load(&m->clean_rate);
         if (*rate == 0)
             *rate = PC_RATE_DEFAULT;   /* SVC: clean rate 0 still cleans while stopping */
@@ -184,7 +185,8 @@ static void bg_report(struct bgcopy *bg)
     if (bg->reported)
         return;
     bg->reported = true;
-    janitor_queue(bg->w->e, bg->mode == BG_COPY ? map_copy_complete : map_clean_complete, bg->m);
+    janitor_queue(bg->w->e, bg->mode == BG_COPY ? map_copy_complete : map_clean_complete,
+                  bg->m, bg->gen);
 }
 
 static void bg_pump_once(struct bgcopy *bg);

@@ -134,6 +134,7 @@ struct pc_worker *pc_engine_worker(struct pc_engine *e, unsigned idx)
 }
 
 struct pc_worker *pc_worker_self(void) { return tls_worker; }
+struct io_loop *pc_worker_loop(struct pc_worker *w) { return w->loop; }
 unsigned pc_worker_index(const struct pc_worker *w) { return w->idx; }
 unsigned pc_engine_workers(const struct pc_engine *e) { return e->nworkers; }
 const char *pc_engine_io_backend(const struct pc_engine *e) { return e->backend_name; }
@@ -313,7 +314,7 @@ void pc_engine_destroy(struct pc_engine *e)
 /* ------------------------------------------------------------------------
  * The janitor (E3). */
 
-void janitor_queue(struct pc_engine *e, janitor_fn fn, struct pc_map *m)
+void janitor_queue(struct pc_engine *e, janitor_fn fn, struct pc_map *m, unsigned gen)
 {
     struct janitor_job *job = malloc(sizeof *job);
     if (PC_NEVER(!job)) {
@@ -324,6 +325,7 @@ void janitor_queue(struct pc_engine *e, janitor_fn fn, struct pc_map *m)
     }
     job->fn = fn;
     job->map = m;
+    job->gen = gen;
     job->next = NULL;
     pthread_mutex_lock(&e->janitor.lock);
     if (e->janitor.tail)

@@ -83,6 +83,7 @@ typedef void (*janitor_fn)(struct pc_engine *e, struct janitor_job *job);
 struct janitor_job {
     janitor_fn          fn;
     struct pc_map      *map;
+    unsigned            gen;      /* the mapping's gen the report is for */
     struct janitor_job *next;
 };
 
@@ -119,7 +120,7 @@ struct pc_engine {
 int   srcu_lock(struct pc_worker *w);
 void  srcu_unlock(struct pc_worker *w, int idx);
 void  srcu_sync(struct pc_engine *e);            /* blocks: never on a worker */
-void  janitor_queue(struct pc_engine *e, janitor_fn fn, struct pc_map *m);
+void  janitor_queue(struct pc_engine *e, janitor_fn fn, struct pc_map *m, unsigned gen);
 void  engine_post(struct pc_worker *w, struct io_msg *msg, io_msg_fn fn, void *priv);
 struct pc_worker *engine_worker_for(struct pc_engine *e, uint64_t key);
 void  pc_error_set(struct pc_error *err, int code, const char *fmt, ...)
@@ -181,6 +182,8 @@ struct pc_map {
     _Atomic int         state;          /* enum pc_map_state */
     _Atomic bool        in_chain;       /* listed in src->chain */
     _Atomic bool        complete;       /* every grain split (sticky until restart) */
+    _Atomic bool        frozen;         /* stopping/preparing: the freeze's grace period
+                                         * has ended, cleaning may walk the bits (I4) */
     _Atomic int         copy_rate, clean_rate;
     _Atomic unsigned    gen;            /* bumped by start/stop/rate changes: bgcopy restarts its walk */
     bool                incremental;

@@ -196,7 +196,9 @@ void map_copy_complete(struct pc_engine *e, struct janitor_job *job)
 {
     struct pc_map *m = job->map;
     (void)e;
-    if (m->deleted || map_state(m) != PC_MAP_COPYING ||
+    /* A report from an older walk (the mapping was stopped, restarted or
+     * had its rate changed since) says nothing about now. */
+    if (m->deleted || job->gen != atomic_load(&m->gen) || map_state(m) != PC_MAP_COPYING ||
         bitmap_find_next_unset(m->bits, 0) < m->grains)
         return;
     atomic_store(&m->complete, true);
@@ -209,7 +211,7 @@ void map_clean_complete(struct pc_engine *e, struct janitor_job *job)
     struct pc_map *m = job->map;
     int s = map_state(m);
     (void)e;
-    if (m->deleted || !atomic_load(&m->in_chain) ||
+    if (m->deleted || job->gen != atomic_load(&m->gen) || !atomic_load(&m->in_chain) ||
         (s != PC_MAP_STOPPING && s != PC_MAP_PREPARING))
         return;
     if (chain_remove_locked(m) < 0) {
@@ -376,12 +378,21 @@ static int wait_while_locked(struct pc_map *m, enum pc_map_state s)
     return 0;
 }
 
-/* Begin cleaning m out of its chain (it is idle_or_copied or copying). */
+/*
+ * Begin cleaning m out of its chain (it is idle_or_copied or copying).
+ * Ordering (I4): once the state says stopping, no new operation picks m for
+ * a copy; the grace period then waits out those that picked it before.
+ * Only after that are m's bits frozen, and only then may cleaning walk them
+ * — a walk begun earlier (a background extent finishing during the grace
+ * period runs the driver) would pass grains whose bits were set behind it.
+ */
 static void begin_stop_locked(struct pc_map *m, enum pc_map_state s)
 {
+    atomic_store(&m->frozen, false);
     set_state_locked(m, s);
-    atomic_fetch_add(&m->gen, 1);
-    srcu_sync(m->e);   /* I4: operations that chose m for a copy have ended */
+    srcu_sync(m->e);
+    atomic_store(&m->frozen, true);
+    atomic_fetch_add(&m->gen, 1);      /* the walk starts from grain 0 */
     bgcopy_kick(m);
 }
 

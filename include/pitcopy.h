@@ -157,6 +157,14 @@ struct pc_msg {
 };
 void pc_worker_post(struct pc_worker *w, struct pc_msg *msg);
 
+/*
+ * The worker's I/O loop (io/loop.h), for a front end that waits on its own
+ * file descriptors there (the NBD server polls its sockets on it).  Use it
+ * only on that worker's thread; the loop is the engine's, never destroy it.
+ */
+struct io_loop;
+struct io_loop *pc_worker_loop(struct pc_worker *w);
+
 /* Aligned buffers (worker thread: from its registered pool). */
 void *pc_buf_alloc(struct pc_worker *w, size_t len);
 void  pc_buf_free(struct pc_worker *w, void *buf, size_t len);

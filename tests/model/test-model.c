@@ -39,6 +39,7 @@
 #include <cmocka.h>
 
 #include "pitcopy.h"
+#include "engine/internal.h"   /* white box: the diagnosis of a violation */
 #include "testutil.h"
 
 #define NSRC        2
@@ -153,6 +154,37 @@ static void unlock_whole(struct model *md, struct mvol **vs, unsigned n)
 
 /* -------------------------------------------------------------------- I/O */
 
+/*
+ * After a violation: where does the expected block live?  For every volume
+ * of the source, its raw file's block against the expected bytes, and for
+ * every mapping its state, place in the chain and bit for the grain.
+ */
+static void dump_block(struct model *md, unsigned s, unsigned b, const uint8_t *want)
+{
+    uint8_t *raw = pc_buf_alloc_any(BLK);
+    struct pc_volume *src = md->src[s].v;
+    struct chain *c = atomic_load(&src->chain);
+    uint64_t g = ((uint64_t)b * BLK) / md->grain[s];
+    fprintf(stderr, "  block %u, grain %llu of source %s; chain of %u:\n", b,
+            (unsigned long long)g, pc_volume_name(src), c ? c->n : 0);
+    for (int t = -1; t < (int)md->ntgt[s]; t++) {
+        struct mvol *mv = t < 0 ? &md->src[s] : &md->tgt[s][t];
+        ssize_t n = pread(mv->v->fd, raw, BLK, (off_t)b * BLK);
+        bool same = n == BLK && memcmp(raw, want, BLK) == 0;
+        struct pc_map *m = t < 0 ? NULL : md->map[s][t].m;
+        if (!m) {
+            fprintf(stderr, "   %-8s raw %s\n", pc_volume_name(mv->v), same ? "== expected" : "differs");
+            continue;
+        }
+        fprintf(stderr, "   %-8s raw %s  map %s %s complete=%d in_chain=%d pos=%d bit=%d\n",
+                pc_volume_name(mv->v), same ? "== expected" : "differs", m->name,
+                pc_map_state_name(map_state(m)), atomic_load(&m->complete),
+                atomic_load(&m->in_chain), chain_index(c, m),
+                m->bits ? bitmap_test(m->bits, g) : -1);
+    }
+    pc_buf_free_any(raw, BLK);
+}
+
 static void check_read(struct model *md, struct mvol *v, unsigned b0, unsigned nb,
                        const uint8_t *buf)
 {
@@ -178,6 +210,10 @@ static void check_read(struct model *md, struct mvol *v, unsigned b0, unsigned n
              pc_volume_name(v->v), (unsigned long long)b * BLK + i, got[i], want[i],
              b0, b0 + nb - 1, m ? info.name : "-", m ? pc_map_state_name(info.state) : "-",
              info.progress, info.grain_size);
+        for (unsigned s = 0; s < NSRC; s++)
+            for (int t = -1; t < (int)md->ntgt[s]; t++)
+                if ((t < 0 ? &md->src[s] : &md->tgt[s][t]) == v)
+                    dump_block(md, s, b, want);
         return;
     }
 }

@@ -9,6 +9,11 @@
  *   eventfd) on completion; epoll waits on aio_fd and on wake_fd, the
  *   cross-thread wake-up, with the timers' deadline as timeout.
  *
+ *   A POLL is an EPOLLONESHOT registration of its fd in the same epoll set,
+ *   whose data is the request: epoll_wait reports it fired, aio_reap
+ *   completes it.  A fired registration stays in the set, disarmed, until
+ *   the fd is re-armed (EPOLL_CTL_MOD) or its file is closed.
+ *
  *   Linux AIO is asynchronous only for O_DIRECT; on a buffered file
  *   io_submit() itself does the I/O.  That is correct, merely slower.
  *   There is no fixed-file or fixed-buffer notion: those calls succeed and
@@ -20,6 +25,11 @@
  *   A2  aio_fd is read (reset) before io_getevents(), so a completion that
  *       lands after the reap leaves the eventfd readable and wakes the next
  *       wait: none is ever missed.
+ *   A3  An armed poll has done_bytes == 0 and is registered in epoll; a
+ *       fired one has done_bytes == its revents (never 0) and sits on the
+ *       fired list until aio_reap completes it in the same turn.  So
+ *       aio_poll_cancel can tell the two apart, and a poll is completed
+ *       exactly once.
  *
  * Context
  *   Owner thread, except aio_wake (any thread).
@@ -37,7 +47,11 @@
 
 #include "io/internal.h"
 
+/* epoll data: these two tags, or a POLL's io_req (never 1 or 2). */
 enum { AIO_TAG_COMPLETION = 1, AIO_TAG_WAKE = 2 };
+
+/* Events taken per epoll_wait; more stay ready for the next turn. */
+#define AIO_EPOLL_BATCH 64
 
 struct aio {
     io_context_t     ctx;
@@ -54,6 +68,9 @@ struct aio {
     unsigned         nr_batch;
     unsigned         nr_in_kernel;
     struct io_event *events;        /* depth of them, for io_getevents */
+
+    struct io_req   *fired_head, *fired_tail;   /* A3: polls to complete */
+    struct epoll_event evs[AIO_EPOLL_BATCH];
 };
 
 static void aio_free_all(struct aio *a)
@@ -238,14 +255,15 @@ static int aio_epoll(struct aio *a, struct epoll_event *ev, int nev, int64_t tim
 static int aio_wait(struct io_loop *l, int64_t timeout_ns)
 {
     struct aio *a = l->be;
-    struct epoll_event ev[2];
     int n;
 
     aio_flush(l);
-    if (timeout_ns == 0)
-        return 0;           /* aio_reap looks at the completion ring anyway */
+    /* aio_reap looks at the completion ring anyway; only polls need epoll
+     * when we may not block. */
+    if (timeout_ns == 0 && l->npoll == 0)
+        return 0;
 
-    n = aio_epoll(a, ev, 2, timeout_ns);
+    n = aio_epoll(a, a->evs, AIO_EPOLL_BATCH, timeout_ns);
     if (n < 0) {
         if (errno == EINTR)
             return 0;
@@ -253,8 +271,23 @@ static int aio_wait(struct io_loop *l, int64_t timeout_ns)
         io_log("aio: epoll_wait: %s", strerror(-n));
         return n;
     }
-    for (int i = 0; i < n; i++)
-        aio_drain_eventfd(ev[i].data.u32 == AIO_TAG_WAKE ? a->wake_fd : a->aio_fd);  /* A2 */
+    for (int i = 0; i < n; i++) {
+        uint64_t tag = a->evs[i].data.u64;
+
+        if (tag == AIO_TAG_WAKE || tag == AIO_TAG_COMPLETION) {
+            aio_drain_eventfd(tag == AIO_TAG_WAKE ? a->wake_fd : a->aio_fd);  /* A2 */
+        } else {
+            struct io_req *req = a->evs[i].data.ptr;
+
+            req->done_bytes = a->evs[i].events;      /* A3: fired */
+            req->next = NULL;
+            if (a->fired_tail)
+                a->fired_tail->next = req;
+            else
+                a->fired_head = req;
+            a->fired_tail = req;
+        }
+    }
     return 0;
 }
 
@@ -262,7 +295,19 @@ static int aio_reap(struct io_loop *l)
 {
     struct aio *a = l->be;
     struct timespec zero = { 0, 0 };
+    struct io_req *req = a->fired_head;
     int total = 0;
+
+    /* Detach first: a done() may arm the same request again (A3). */
+    a->fired_head = a->fired_tail = NULL;
+    while (req) {
+        struct io_req *next = req->next;
+
+        req->next = NULL;
+        total++;
+        io_loop_complete(l, req, (int)req->done_bytes);
+        req = next;
+    }
 
     while (a->nr_in_kernel > 0) {
         /* With a zero timeout libaio peeks at the completion ring in user
@@ -288,6 +333,37 @@ static int aio_reap(struct io_loop *l)
             break;
     }
     return total;
+}
+
+static int aio_poll(struct io_loop *l, struct io_req *req)
+{
+    struct aio *a = l->be;
+    struct epoll_event ev = {
+        /* POLL* and EPOLL* bits are the same on Linux. */
+        .events = (req->len & (EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDHUP)) | EPOLLONESHOT,
+        .data.ptr = req,
+    };
+
+    req->done_bytes = 0;                             /* A3: armed */
+    /* Re-arm the fd's registration (left disarmed by its last poll); a new
+     * fd, or one whose file was closed since, has none yet. */
+    if (epoll_ctl(a->epfd, EPOLL_CTL_MOD, req->fd, &ev) == 0)
+        return 0;
+    if (errno == ENOENT && epoll_ctl(a->epfd, EPOLL_CTL_ADD, req->fd, &ev) == 0)
+        return 0;
+    return -errno;
+}
+
+static void aio_poll_cancel(struct io_loop *l, struct io_req *req)
+{
+    struct aio *a = l->be;
+
+    if (req->done_bytes != 0)
+        return;                 /* A3: fired or already cancelled */
+    /* Removing the registration means it can never fire, so the -ECANCELED
+     * completion below is the only one. */
+    epoll_ctl(a->epfd, EPOLL_CTL_DEL, req->fd, NULL);
+    io_loop_fail(l, req, -ECANCELED);
 }
 
 static int aio_add_file(struct io_loop *l, int fd)
@@ -330,6 +406,8 @@ const struct io_backend_ops io_backend_aio = {
     .queue       = aio_queue,
     .wait        = aio_wait,
     .reap        = aio_reap,
+    .poll        = aio_poll,
+    .poll_cancel = aio_poll_cancel,
     .add_file    = aio_add_file,
     .remove_file = aio_remove_file,
     .add_buffers = aio_add_buffers,

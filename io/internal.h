@@ -17,7 +17,10 @@
  *   L2  pending is non-empty only while in_kernel == depth, or transiently
  *       within one turn after io_loop_fail(); a turn starts by refilling.
  *   L3  inflight counts every request between io_loop_submit() and its
- *       done(): pending + in_kernel + failed.
+ *       done(): pending + in_kernel + npoll + failed.
+ *   L4  A POLL never holds a slot (loop.h, "Polls"): npoll counts those the
+ *       backend has armed, from ops->poll until io_loop_complete() or
+ *       io_loop_fail() hands them back; they never enter pending.
  *
  * Locking
  *   None.  Every field is the owner thread's except the ones marked
@@ -67,6 +70,13 @@ struct io_backend_ops {
      * number of request completions seen, or a fatal -errno. */
     int  (*reap)(struct io_loop *l);
 
+    /* Arm a POLL request (L4): no slot, no system call needed on the fast
+     * path.  0 or -errno.  poll_cancel: end an armed poll early; its
+     * completion (-ECANCELED, or the revents if it fired first) comes back
+     * through io_loop_complete() or io_loop_fail() later, never inside. */
+    int  (*poll)(struct io_loop *l, struct io_req *req);
+    void (*poll_cancel)(struct io_loop *l, struct io_req *req);
+
     int  (*add_file)(struct io_loop *l, int fd);
     void (*remove_file)(struct io_loop *l, int fd);
     int  (*add_buffers)(struct io_loop *l, void *base, size_t len);
@@ -84,6 +94,7 @@ struct io_loop {
     /* Requests (L1–L3). */
     unsigned        inflight;
     unsigned        in_kernel;
+    unsigned        npoll;         /* armed polls (L4), outside in_kernel */
     struct io_req  *pend_head, *pend_tail;   /* waiting for a slot, FIFO */
     struct io_req  *fail_head, *fail_tail;   /* refused before the kernel ran them */
     uint64_t        ncallbacks;    /* done(), messages and timers run, ever */
@@ -112,10 +123,11 @@ struct io_loop {
 /* Log one line to stderr, prefixed "pitcopy: " (control path only). */
 void io_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A completion from the kernel: resubmits a short transfer (I2) or releases
- * the slot and runs done(). */
+ * the slot (or for a POLL, npoll) and runs done(). */
 void io_loop_complete(struct io_loop *l, struct io_req *req, int res);
-/* The kernel refused a queued request: release its slot; done(res) runs
- * later in this turn, never from inside io_loop_submit (I1). */
+/* The kernel refused a queued request (or a poll was cancelled before it
+ * fired): release its slot (or npoll); done(res) runs later in this turn,
+ * never from inside io_loop_submit (I1). */
 void io_loop_fail(struct io_loop *l, struct io_req *req, int res);
 
 /* uring.c */

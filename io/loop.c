@@ -253,9 +253,21 @@ void io_loop_submit(struct io_loop *l, struct io_req *req)
     /* Validate here so the backends need not: done(int) must be able to
      * carry the full length (I2), and an unknown op is the caller's bug,
      * reported through done() like any other error (I1). */
-    if (req->op > IO_OP_FDATASYNC ||
+    if (req->op > IO_OP_POLL ||
         ((req->op == IO_OP_READ || req->op == IO_OP_WRITE) && req->len > INT32_MAX)) {
         loop_defer_failure(l, req, -EINVAL);
+        return;
+    }
+    if (req->op == IO_OP_POLL) {
+        /* L4: no slot, never pending; the backend arms it at once. */
+        int r;
+
+        l->npoll++;
+        r = l->ops->poll(l, req);
+        if (r < 0) {
+            l->npoll--;
+            loop_defer_failure(l, req, r);
+        }
         return;
     }
     if (l->pend_head || l->in_kernel >= l->depth) {
@@ -273,8 +285,22 @@ static void loop_finish(struct io_loop *l, struct io_req *req, int res)
     req->done(req, res);
 }
 
+void io_loop_poll_cancel(struct io_loop *l, struct io_req *req)
+{
+    assert(loop_on_owner(l));
+    assert(req->op == IO_OP_POLL);
+    l->ops->poll_cancel(l, req);
+}
+
 void io_loop_complete(struct io_loop *l, struct io_req *req, int res)
 {
+    if (req->op == IO_OP_POLL) {
+        /* L4: a poll held no slot, so there is nothing to refill. */
+        assert(l->npoll > 0);
+        l->npoll--;
+        loop_finish(l, req, res);
+        return;
+    }
     if (res == -EINTR) {
         /* Interrupted before it did anything (aio maps -ERESTARTSYS here
          * when task work or a signal meets a blocking read): a system call
@@ -314,8 +340,13 @@ void io_loop_complete(struct io_loop *l, struct io_req *req, int res)
 
 void io_loop_fail(struct io_loop *l, struct io_req *req, int res)
 {
-    assert(l->in_kernel > 0);
-    l->in_kernel--;
+    if (req->op == IO_OP_POLL) {
+        assert(l->npoll > 0);
+        l->npoll--;
+    } else {
+        assert(l->in_kernel > 0);
+        l->in_kernel--;
+    }
     loop_defer_failure(l, req, res);
 }
 

@@ -5,7 +5,7 @@
  * Role
  *   A loop owns one kernel submission context (an io_uring ring, or a libaio
  *   context plus an epoll set) and runs on exactly one thread, its owner.  The
- *   owner queues requests (read, write, fsync, fdatasync on an fd) with
+ *   owner queues requests (read, write, fsync, fdatasync, poll on an fd) with
  *   io_loop_submit(); each request's done() callback runs on the owner thread,
  *   from inside io_loop_run_once(), with the byte count or -errno.  Other
  *   threads talk to a loop only through io_loop_post() (a lock-free MPSC queue
@@ -24,8 +24,8 @@
  *       order posts from one thread were made.
  *
  * Context
- *   io_loop_submit, io_loop_timer_*, io_loop_run_once, io_loop_add_file:
- *   owner thread only (SINGLE_ISSUER).  io_loop_post, io_loop_stop: any thread.
+ *   io_loop_submit, io_loop_poll_cancel, io_loop_timer_*, io_loop_run_once,
+ *   io_loop_add_file: owner thread only (SINGLE_ISSUER).  io_loop_post, io_loop_stop: any thread.
  *   Callbacks must not block; they may submit, post and arm timers.
  *
  * Backend choice
@@ -47,6 +47,7 @@ enum io_op {
     IO_OP_WRITE,
     IO_OP_FSYNC,
     IO_OP_FDATASYNC,
+    IO_OP_POLL,         /* one-shot readiness: see "Polls" below */
 };
 
 /* Request flags. */
@@ -58,7 +59,7 @@ typedef void (*io_done_fn)(struct io_req *req, int res);
 /*
  * One request.  The caller owns the memory and must keep it (and buf) alive
  * until done() runs.  res is the full length for READ/WRITE (I2), 0 for the
- * syncs, or -errno.
+ * syncs, the revents for POLL, or -errno.
  */
 struct io_req {
     uint8_t     op;       /* enum io_op */
@@ -119,6 +120,26 @@ void io_loop_set_owner(struct io_loop *l);
 void io_loop_submit(struct io_loop *l, struct io_req *req);
 
 /*
+ * Polls
+ *   An IO_OP_POLL request waits until fd is ready for the events in len
+ *   (POLLIN, POLLOUT, POLLPRI, POLLRDHUP; POLLERR and POLLHUP are always
+ *   reported) and completes once with the revents (> 0), or with -errno.
+ *   It is one-shot: submit it again to wait again.  buf and off are unused.
+ *
+ *   A poll waits for a peer, not for a device, so it takes no slot of depth:
+ *   any number may be outstanding, and they never delay reads and writes.
+ *   At most one poll per fd may be outstanding on a loop (the libaio
+ *   backend's epoll set keys registrations by fd): to wait for both
+ *   directions separately, poll a dup() of the fd for the other one.  The fd
+ *   must stay open until done() runs.
+ *
+ *   io_loop_poll_cancel() asks for an outstanding poll to end early: its
+ *   done() then runs with -ECANCELED, or with its revents if it fired first;
+ *   either way exactly once (I1), never from inside the call.
+ */
+void io_loop_poll_cancel(struct io_loop *l, struct io_req *req);
+
+/*
  * Register fd as a fixed file with this loop (owner thread).  Requests on a
  * registered fd use the fixed-file path; unregistered fds work as well.
  * Returns 0 or -errno (the loop then simply uses the plain fd).
@@ -154,7 +175,7 @@ int  io_loop_run_once(struct io_loop *l, bool wait);
 int  io_loop_run(struct io_loop *l);
 void io_loop_stop(struct io_loop *l);   /* any thread */
 
-/* Requests submitted and not yet completed. */
+/* Requests submitted and not yet completed (polls included). */
 unsigned io_loop_inflight(const struct io_loop *l);
 
 /* CLOCK_MONOTONIC in ns. */

@@ -27,10 +27,13 @@
  *   rebuilt (the loop must be idle then) and its registrations replayed.
  *
  * Invariants
- *   U1  At most depth + 1 SQEs are ever unsubmitted or in flight (L1 plus the
- *       wake read), and the SQ has depth + 2 entries rounded up to a power of
- *       two, so io_uring_get_sqe() never fails and the CQ (twice the SQ)
- *       never overflows.
+ *   U1  Reads, writes and syncs: at most depth + 1 SQEs are ever unsubmitted
+ *       or in flight (L1 plus the wake read), and the SQ has depth + 2
+ *       entries rounded up to a power of two.  Polls and their cancels take
+ *       no slot (L4), so a turn that arms many of them can fill the SQ:
+ *       uring_sqe() then submits what is queued to make room.  Outstanding
+ *       polls can outnumber the CQ (twice the SQ); the kernel keeps the
+ *       overflow (IORING_FEAT_NODROP, 5.5) and posts it at the next enter.
  *   U2  fd_slot[fd] is the fixed-file slot of fd, or -1.  The caller removes
  *       a file before closing it, so a reused fd number never meets a stale
  *       slot.
@@ -67,6 +70,7 @@ struct uring {
     int             broken;         /* -errno once a rebuild failed: every wait fails */
 
     int             wake_fd;        /* eventfd, non-blocking; immutable */
+    uint64_t        cancel_buf;     /* its address tags poll-remove completions */
     uint64_t        wake_buf;       /* target of the armed read; its address is the tag */
     bool            wake_armed;
 
@@ -84,10 +88,17 @@ static uint64_t wake_tag(struct uring *u)
     return (uint64_t)(uintptr_t)&u->wake_buf;
 }
 
+static uint64_t cancel_tag(struct uring *u)
+{
+    return (uint64_t)(uintptr_t)&u->cancel_buf;
+}
+
+static struct io_uring_sqe *uring_sqe(struct uring *u);
+
 /* Keep a read on the eventfd in the ring: its completion is the wake-up. */
 static void uring_arm_wake(struct uring *u)
 {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    struct io_uring_sqe *sqe = uring_sqe(u);
 
     if (!sqe)
         return;             /* U1 makes this impossible; next reap retries */
@@ -148,6 +159,22 @@ static int uring_enable(struct uring *u)
     u->enabled = true;
     u->enabled_tid = gettid();
     return 0;
+}
+
+/*
+ * An SQE for the owner (U1).  Only polls and cancels can exhaust the SQ;
+ * then what is queued goes to the kernel now, which frees every entry.
+ */
+static struct io_uring_sqe *uring_sqe(struct uring *u)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+
+    if (sqe)
+        return sqe;
+    if (u->broken || uring_enable(u) < 0)
+        return NULL;
+    io_uring_submit(&u->ring);
+    return io_uring_get_sqe(&u->ring);
 }
 
 static int uring_register_buffers(struct uring *u)
@@ -249,7 +276,7 @@ static void uring_set_owner(struct io_loop *l)
 
     /* Another thread already enabled the ring, and the kernel will never
      * accept this one: rebuild.  Only an idle loop can move (loop.h). */
-    assert(l->in_kernel == 0);
+    assert(l->in_kernel == 0 && l->npoll == 0);
     io_uring_queue_exit(&u->ring);
     r = uring_open(u);
     if (r == 0)
@@ -283,12 +310,12 @@ static int uring_buf_index(const struct uring *u, const void *buf, uint32_t len)
 static int uring_queue(struct io_loop *l, struct io_req *req)
 {
     struct uring *u = l->be;
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    struct io_uring_sqe *sqe = uring_sqe(u);
     int fd = req->fd;
     int slot = uring_fd_slot(u, fd);
 
     if (!sqe)
-        return -EBUSY;      /* U1: cannot happen */
+        return -EBUSY;      /* U1: only when the ring is broken */
     if (slot >= 0) {
         fd = slot;
         l->nr_fixed_file++;
@@ -348,7 +375,7 @@ static int uring_wait(struct io_loop *l, int64_t timeout_ns)
     }
     if (timeout_ns == 0) {
         /* Nothing to hand in and nothing out: skip the system call. */
-        if (io_uring_sq_ready(&u->ring) == 0 && l->in_kernel == 0)
+        if (io_uring_sq_ready(&u->ring) == 0 && l->in_kernel == 0 && l->npoll == 0)
             return 0;
         /* GETEVENTS even without a wait: with DEFER_TASKRUN completions
          * are only posted while we are in the kernel asking for them. */
@@ -387,6 +414,8 @@ static int uring_reap(struct io_loop *l)
             u->wake_armed = false;      /* the read drained the eventfd */
             continue;
         }
+        if (cqe->user_data == cancel_tag(u))
+            continue;                   /* the poll itself completes apart */
         n++;
         io_loop_complete(l, (struct io_req *)(uintptr_t)cqe->user_data, cqe->res);
     }
@@ -394,6 +423,37 @@ static int uring_reap(struct io_loop *l)
     if (!u->wake_armed)
         uring_arm_wake(u);
     return n;
+}
+
+static int uring_poll(struct io_loop *l, struct io_req *req)
+{
+    struct uring *u = l->be;
+    struct io_uring_sqe *sqe = uring_sqe(u);
+    int slot = uring_fd_slot(u, req->fd);
+
+    if (!sqe)
+        return -EBUSY;
+    io_uring_prep_poll_add(sqe, slot >= 0 ? slot : req->fd, req->len);
+    if (slot >= 0) {
+        sqe->flags |= IOSQE_FIXED_FILE;
+        l->nr_fixed_file++;
+    }
+    io_uring_sqe_set_data(sqe, req);
+    return 0;
+}
+
+static void uring_poll_cancel(struct io_loop *l, struct io_req *req)
+{
+    struct uring *u = l->be;
+    struct io_uring_sqe *sqe = uring_sqe(u);
+
+    if (!sqe)
+        return;             /* broken ring: every wait fails anyway */
+    /* The poll completes with -ECANCELED, or already did (-ENOENT here):
+     * exactly one completion either way.  SQEs run in order, so this finds
+     * a poll added earlier in the same batch. */
+    io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)req);
+    io_uring_sqe_set_data64(sqe, cancel_tag(u));
 }
 
 static int uring_add_file(struct io_loop *l, int fd)
@@ -492,6 +552,8 @@ const struct io_backend_ops io_backend_uring = {
     .queue       = uring_queue,
     .wait        = uring_wait,
     .reap        = uring_reap,
+    .poll        = uring_poll,
+    .poll_cancel = uring_poll_cancel,
     .add_file    = uring_add_file,
     .remove_file = uring_remove_file,
     .add_buffers = uring_add_buffers,

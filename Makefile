@@ -42,6 +42,9 @@ TEST_BIN  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_COMMON := $(wildcard tests/common/*.c)
 TEST_COMMON_OBJ := $(TEST_COMMON:%.c=$(BUILD)/obj/%.o)
 
+# The demo's bank ledger: a libnbd client (demo/nightly.sh drives it).
+LEDGER    := $(BUILD)/pitcopy-ledger
+
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/obj/%.o)
 BENCH     := $(BUILD)/pitcopy-bench
@@ -50,10 +53,10 @@ HEADERS   := $(wildcard include/*.h $(addsuffix /*.h,$(LIB_DIRS)) cli/*.h ctl/*.
 
 .SECONDARY: $(TEST_COMMON_OBJ)
 
-.PHONY: all deps test test-build unit model asan tsan soak bench bench-quick demo clean help
+.PHONY: all deps test test-build unit model asan tsan soak bench bench-quick demo clean help install uninstall
 .DEFAULT_GOAL := all
 
-all: $(LIB) $(if $(CLI_SRC),$(PITCOPY)) $(if $(BENCH_SRC),$(BENCH)) $(TEST_BIN)
+all: $(LIB) $(if $(CLI_SRC),$(PITCOPY)) $(LEDGER) $(if $(BENCH_SRC),$(BENCH)) $(TEST_BIN)
 
 help:
 	@echo "make            build library, benchmark and tests into build/"
@@ -63,6 +66,7 @@ help:
 	@echo "make bench      full benchmark run, JSON lines + bench/results/*.png"
 	@echo "make bench-quick  the benchmarks in under a minute"
 	@echo "make demo       the nightly-batch demo"
+	@echo "make install PREFIX=/usr/local  binary, library, header, pkg-config file, systemd unit"
 
 deps:
 	@scripts/install-deps
@@ -83,6 +87,10 @@ $(BUILD)/tests/%: tests/%.c $(LIB) $(TEST_COMMON_OBJ) $(HEADERS)
 $(PITCOPY): $(CLI_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) -ljansson $(LDLIBS)
+
+$(LEDGER): demo/ledger.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lnbd -lxxhash
 
 $(BENCH): $(BENCH_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
@@ -112,8 +120,37 @@ bench-quick: deps all
 	$(BENCH) --quick
 
 demo: deps all
-	@echo "make demo: the nightly-batch demo arrives with 'pitcopy serve' (issue 4)."
-	@echo "Until then, 'make test' and 'make bench-quick' exercise the engine end to end."
+	demo/nightly.sh $(BUILD)
+
+# The CLI unit tests compile cli/args.c whole: rebuild them when it changes.
+$(BUILD)/tests/unit/test-cli-%: cli/args.c
+
+# ------------------------------------------------------------------ install
+PREFIX       ?= /usr/local
+BINDIR       ?= $(PREFIX)/bin
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+UNITDIR      ?= $(PREFIX)/lib/systemd/system
+VERSION      := $(shell sed -n 's/^\#define PITCOPY_VERSION "\(.*\)"/\1/p' ctl/protocol.h)
+
+install: $(LIB) $(PITCOPY)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
+	    $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(PITCOPY) $(DESTDIR)$(BINDIR)/pitcopy
+	install -m 0644 $(LIB) $(DESTDIR)$(LIBDIR)/libpitcopy.a
+	install -m 0644 include/pitcopy.h $(DESTDIR)$(INCLUDEDIR)/pitcopy.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    contrib/pitcopy.pc.in >$(DESTDIR)$(PKGCONFIGDIR)/pitcopy.pc
+	sed -e 's|/usr/local/bin/pitcopy|$(BINDIR)/pitcopy|g' \
+	    contrib/pitcopy.service >$(DESTDIR)$(UNITDIR)/pitcopy.service
+	chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/pitcopy.pc $(DESTDIR)$(UNITDIR)/pitcopy.service
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/pitcopy $(DESTDIR)$(LIBDIR)/libpitcopy.a \
+	    $(DESTDIR)$(INCLUDEDIR)/pitcopy.h $(DESTDIR)$(PKGCONFIGDIR)/pitcopy.pc \
+	    $(DESTDIR)$(UNITDIR)/pitcopy.service
 
 clean:
 	rm -rf build build-asan build-tsan

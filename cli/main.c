@@ -1,0 +1,466 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cli/main.c — `pitcopy`: finds the command, hands it the rest of the line.
+ *
+ * Role
+ *   The command words come first (`pitcopy map start nightly`); the common
+ *   options (--state-dir, --json, --help) may come anywhere, the command's
+ *   own options after its words.  Holds the command table with every
+ *   command's usage and --help text, resolves the state directory
+ *   (--state-dir, else $PITCOPY_STATE_DIR, else ./pitcopy-state), and owns
+ *   the connection to the daemon.  The only file that exits (X2).
+ *
+ * Invariants
+ *   X1, X2 (cli.h).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+#define STATE_HELP \
+    "  --state-dir DIR   the daemon's state directory (default $PITCOPY_STATE_DIR,\n" \
+    "                    else ./pitcopy-state); its control socket is DIR/control.sock\n" \
+    "  --json            print the daemon's answer as JSON\n" \
+    "  -h, --help        this help\n"
+
+static const struct cli_cmd commands[] = {
+    { NULL, "serve", cmd_serve,
+      "serve [--state-dir DIR] [--nbd unix:PATH|tcp:[HOST]:PORT]... [--control PATH]",
+      "Run the pitcopy daemon in the foreground: it owns the volumes, exports each\n"
+      "one over NBD under its name, and answers the CLI on its control socket.  It\n"
+      "logs one line per event to stderr and stops cleanly on SIGTERM or SIGINT\n"
+      "(a second signal stops it at once, after saving the state).\n"
+      "\n"
+      "The state directory (created 0700) holds pitcopy.json (volumes and mappings,\n"
+      "saved after every change and reloaded at start), volumes/ (default backing\n"
+      "files), the lock that keeps a second daemon out, and the sockets (0600).\n"
+      "\n"
+      "Options:\n"
+      "  --state-dir DIR        state directory (default $PITCOPY_STATE_DIR, else\n"
+      "                         ./pitcopy-state)\n"
+      "  --nbd unix:PATH        NBD on a Unix socket (default DIR/nbd.sock)\n"
+      "  --nbd tcp:[HOST]:PORT  NBD on TCP; without a host, 127.0.0.1 only.  Give\n"
+      "                         --nbd twice for both; any --nbd replaces the default\n"
+      "  --control PATH         control socket (default DIR/control.sock; the CLI\n"
+      "                         looks only there)\n"
+      "  --workers N            engine worker threads (default: one per CPU)\n"
+      "  -h, --help             this help\n"
+      "\n"
+      "Example:\n"
+      "  pitcopy serve --state-dir /var/lib/pitcopy/default --nbd tcp::10809\n" },
+    { NULL, "status", cmd_status,
+      "status [--json]",
+      "Show the daemon: version, uptime, I/O backend, workers, how many volumes and\n"
+      "mappings (by state), NBD connections, and anything skipped at start.\n"
+      "\n"
+      "Options:\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy status --state-dir /var/lib/pitcopy/default\n" },
+    { "volume", "create", cmd_volume_create,
+      "volume create NAME --size SIZE [--file PATH]",
+      "Create a volume: a backing file (created sparse if missing) exported over\n"
+      "NBD as NAME.  An existing file must have exactly SIZE bytes.\n"
+      "\n"
+      "Options:\n"
+      "  --size SIZE       bytes, or with K, M, G, T (powers of 1024): 10G; a\n"
+      "                    multiple of 4 KiB\n"
+      "  --file PATH       backing file or block device (default\n"
+      "                    DIR/volumes/NAME.img)\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy volume create db --size 20G\n"
+      "  pitcopy volume create db-copy --size 20G --file /srv/copies/db.img\n" },
+    { "volume", "list", cmd_volume_list,
+      "volume list [--json]",
+      "List the volumes: name, size, backing file, and the mappings they are in.\n"
+      "\n"
+      "Options:\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy volume list --json | jq -r '.volumes[].name'\n" },
+    { "volume", "show", cmd_volume_show,
+      "volume show NAME [--json]",
+      "Show one volume: size, backing file, whether it uses O_DIRECT, and the\n"
+      "mappings it is the source or target of.\n"
+      "\n"
+      "Options:\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy volume show db\n" },
+    { "volume", "delete", cmd_volume_delete,
+      "volume delete NAME [--keep-file]",
+      "Delete a volume and remove its backing file (a regular file only: a block\n"
+      "device is never removed).  A volume in a mapping, or exported to a\n"
+      "connected NBD client, cannot be deleted.\n"
+      "\n"
+      "Options:\n"
+      "  --keep-file       leave the backing file in place\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy volume delete db-copy --keep-file\n" },
+    { "map", "create", cmd_map_create,
+      "map create SOURCE TARGET [--name NAME] [--grain SIZE] [--copy-rate RATE] "
+      "[--clean-rate RATE]",
+      "Create a mapping SOURCE -> TARGET (volumes of the same size).  It starts\n"
+      "idle_or_copied; `pitcopy map start` makes the point-in-time copy.\n"
+      "\n"
+      "Options:\n"
+      "  --name NAME       the mapping's name (default fcmapN)\n"
+      "  --grain SIZE      grain size, a power of two from 4K to 1M (default 64K;\n"
+      "                    all mappings of one source share it)\n"
+      "  --copy-rate RATE  background copy rate 0-150 or unlimited (default 50 =\n"
+      "                    2 MiB/s; 0 = no background copy)\n"
+      "  --clean-rate RATE cleaning rate, likewise (default 50)\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy map create db db-copy --name nightly --copy-rate 80\n" },
+    { "map", "prepare", cmd_map_prepare,
+      "map prepare NAME",
+      "Prepare a mapping (idle_or_copied or stopped -> prepared): its target goes\n"
+      "offline, ready for the start.  Cleans first if older mappings still read\n"
+      "through its target.\n"
+      "\n"
+      "Options:\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy map prepare nightly\n" },
+    { "map", "start", cmd_map_start,
+      "map start NAME",
+      "Start a mapping: the point in time.  Writes to the source are held for a\n"
+      "moment (reported), then the target reads as the source did at that instant\n"
+      "while the background copy fills it.  Prepares first when needed.\n"
+      "\n"
+      "Options:\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy map start nightly && pitcopy map wait nightly\n" },
+    { "map", "stop", cmd_map_stop,
+      "map stop NAME",
+      "Stop a copying or prepared mapping.  A copying one first cleans (stopping)\n"
+      "and ends stopped, its target offline, or idle_or_copied if the copy was\n"
+      "complete.\n"
+      "\n"
+      "Options:\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy map stop nightly && pitcopy map wait nightly --state stopped\n" },
+    { "map", "delete", cmd_map_delete,
+      "map delete NAME [--force]",
+      "Delete an idle_or_copied or stopped mapping; the volumes stay.\n"
+      "\n"
+      "Options:\n"
+      "  --force           stop a copying mapping first (and wait for its cleaning)\n"
+      STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy map delete nightly --force\n" },
+    { "map", "set", cmd_map_set,
+      "map set NAME [--copy-rate RATE] [--clean-rate RATE]",
+      "Change a mapping's copy rate, clean rate or both, at any time.\n"
+      "\n"
+      "Options:\n"
+      "  --copy-rate RATE  0-150 or unlimited\n"
+      "  --clean-rate RATE 0-150 or unlimited\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy map set nightly --copy-rate unlimited\n" },
+    { "map", "list", cmd_map_list,
+      "map list [--json]",
+      "List the mappings: source, target, state, progress and rates.\n"
+      "\n"
+      "Options:\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy map list\n" },
+    { "map", "show", cmd_map_show,
+      "map show NAME [--json]",
+      "Show one mapping: state, progress (grains split of all), grain size, copy\n"
+      "and clean rates, whether the target is online, the mappings that depend\n"
+      "on it, the grains a stop would clean, and how long its last start held\n"
+      "writes.\n"
+      "\n"
+      "Options:\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy map show nightly --json | jq .progress\n" },
+    { "map", "wait", cmd_map_wait,
+      "map wait NAME [--state STATE] [--timeout SECONDS]",
+      "Wait until a mapping reaches a state, with a progress bar on a terminal\n"
+      "(plain lines otherwise).  Without --state it waits for what the mapping is\n"
+      "doing to end: copying -> idle_or_copied, stopping -> stopped (or\n"
+      "idle_or_copied if the copy was complete), preparing -> prepared; and fails\n"
+      "if it settles anywhere else.\n"
+      "\n"
+      "Options:\n"
+      "  --state STATE     idle_or_copied, preparing, prepared, copying, stopping,\n"
+      "                    stopped or suspended\n"
+      "  --timeout SECONDS give up after this long (30, 1.5, 10m, 2h); exit 1\n"
+      STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy map wait nightly --timeout 2h\n" },
+};
+
+#define NCMDS (sizeof commands / sizeof commands[0])
+
+static void print_main_help(FILE *f)
+{
+    fprintf(f,
+            "usage: pitcopy COMMAND [ARGS] [--state-dir DIR] [--json] [--help]\n"
+            "\n"
+            "pitcopy makes point-in-time copies of block volumes (FlashCopy semantics).\n"
+            "`pitcopy serve` runs the daemon; every other command asks it.\n"
+            "\n"
+            "Commands:\n");
+    for (size_t i = 0; i < NCMDS; i++) {
+        char line[160];
+        snprintf(line, sizeof line, "%s", commands[i].usage);
+        fprintf(f, "  pitcopy %s\n", line);
+    }
+    fprintf(f,
+            "\n"
+            "Every command takes --state-dir DIR (default $PITCOPY_STATE_DIR, else\n"
+            "./pitcopy-state), --json and --help.  Exit status: 0 done, 1 refused or\n"
+            "failed, 2 bad command line, 3 cannot reach the daemon.\n"
+            "\n"
+            "Example:\n"
+            "  pitcopy serve --state-dir /tmp/pc &\n"
+            "  pitcopy --state-dir /tmp/pc volume create db --size 1G\n"
+            "  pitcopy --state-dir /tmp/pc volume create db-copy --size 1G\n"
+            "  pitcopy --state-dir /tmp/pc map create db db-copy --name nightly\n"
+            "  pitcopy --state-dir /tmp/pc map start nightly\n");
+}
+
+static void print_group_help(FILE *f, const char *group)
+{
+    fprintf(f, "usage: pitcopy %s SUBCOMMAND [ARGS]\n\nSubcommands:\n", group);
+    for (size_t i = 0; i < NCMDS; i++)
+        if (commands[i].group && strcmp(commands[i].group, group) == 0)
+            fprintf(f, "  pitcopy %s\n", commands[i].usage);
+    fprintf(f, "\n'pitcopy %s SUBCOMMAND --help' says more about each.\n", group);
+}
+
+static void print_cmd_help(const struct cli_cmd *c)
+{
+    printf("usage: pitcopy %s\n\n%s", c->usage, c->help);
+}
+
+static const char *cmd_title(const struct cli_cmd *c, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s%s%s", c->group ? c->group : "", c->group ? " " : "", c->name);
+    return buf;
+}
+
+int cli_usage_error(struct cli_ctx *ctx, const char *fmt, ...)
+{
+    char msg[512], title[64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (ctx->cmd) {
+        cmd_title(ctx->cmd, title, sizeof title);
+        fprintf(stderr, "pitcopy: %s: %s\nusage: pitcopy %s\nTry 'pitcopy %s --help'.\n",
+                title, msg, ctx->cmd->usage, title);
+    } else {
+        fprintf(stderr, "pitcopy: %s\nTry 'pitcopy --help'.\n", msg);
+    }
+    return CLI_USAGE;
+}
+
+void cli_what(struct cli_ctx *ctx, const char *object)
+{
+    char title[64];
+    cmd_title(ctx->cmd, title, sizeof title);
+    snprintf(ctx->what, sizeof ctx->what, "%s%s%s", title, object ? " " : "",
+             object ? object : "");
+}
+
+int cli_parse(struct cli_ctx *ctx, int argc, char **argv, const struct args_opt *opts,
+              struct args *a, int min_pos, int max_pos)
+{
+    char err[256];
+    if (args_parse(argc, argv, opts, a, err, sizeof err) < 0)
+        return ctx->help ? (print_cmd_help(ctx->cmd), CLI_OK) : cli_usage_error(ctx, "%s", err);
+    if (ctx->help) {
+        print_cmd_help(ctx->cmd);
+        return CLI_OK;
+    }
+    if (a->npos < min_pos)
+        return cli_usage_error(ctx, "missing argument%s", min_pos - a->npos > 1 ? "s" : "");
+    if (a->npos > max_pos)
+        return cli_usage_error(ctx, "unexpected argument '%s'", a->pos[max_pos]);
+    ctx->state_dir = ctx->state_dir_opt ? ctx->state_dir_opt : getenv("PITCOPY_STATE_DIR");
+    if (!ctx->state_dir || !*ctx->state_dir)
+        ctx->state_dir = "./pitcopy-state";
+    if ((size_t)snprintf(ctx->sock, sizeof ctx->sock, "%s/%s", ctx->state_dir,
+                         CTL_SOCK_NAME) >= sizeof ctx->sock)
+        return cli_usage_error(ctx, "--state-dir: the path is too long");
+    cli_what(ctx, a->npos ? a->pos[0] : NULL);
+    return -1;
+}
+
+static void print_failure(struct cli_ctx *ctx, const struct pc_error *err, bool prefix)
+{
+    if (prefix)
+        fprintf(stderr, "pitcopy: %s: %s\n", ctx->what, err->msg);
+    else
+        fprintf(stderr, "pitcopy: %s\n", err->msg);
+    if (ctx->json) {
+        json_t *j = json_pack("{s:{s:i, s:s}}", "error", "code", err->code, "message", err->msg);
+        out_json(j);
+        json_decref(j);
+    }
+}
+
+int cli_call_quiet(struct cli_ctx *ctx, const char *method, json_t *params, int timeout_ms,
+                   json_t **result, struct pc_error *err)
+{
+    *result = NULL;
+    if (!ctx->client && ctl_client_connect(ctx->sock, &ctx->client, err) < 0) {
+        json_decref(params);
+        return CLI_NODAEMON;
+    }
+    if (ctl_client_call(ctx->client, method, params, timeout_ms, result, err) < 0)
+        return ctl_client_broken(ctx->client) ? CLI_NODAEMON : CLI_FAIL;
+    return CLI_OK;
+}
+
+int cli_fail(struct cli_ctx *ctx, int rc, const struct pc_error *err)
+{
+    print_failure(ctx, err, rc == CLI_FAIL);
+    return rc;
+}
+
+int cli_call(struct cli_ctx *ctx, const char *method, json_t *params, int timeout_ms,
+             json_t **result)
+{
+    struct pc_error err = { 0 };
+    int rc = cli_call_quiet(ctx, method, params, timeout_ms, result, &err);
+    return rc ? cli_fail(ctx, rc, &err) : CLI_OK;
+}
+
+static bool is_common(const char *a, bool *takes_value)
+{
+    *takes_value = strcmp(a, "--state-dir") == 0;
+    return *takes_value || strncmp(a, "--state-dir=", 12) == 0 || strcmp(a, "--json") == 0 ||
+           strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct cli_ctx ctx = { 0 };
+    int words[3], nw = 0, need = 1, rc;
+    bool help = false, version = false, takes;
+    const char *bad_opt = NULL;
+
+    /* The command words: the first words that are not common options. */
+    for (int i = 1; i < argc && nw < need; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0)
+            break;
+        if (is_common(a, &takes)) {
+            help |= strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
+            i += takes;
+            continue;
+        }
+        if (strcmp(a, "--version") == 0 && nw == 0) {
+            version = true;
+            continue;
+        }
+        if (a[0] == '-' && a[1]) {
+            bad_opt = a;
+            break;
+        }
+        words[nw++] = i;
+        if (nw == 1 && (strcmp(a, "volume") == 0 || strcmp(a, "map") == 0))
+            need = 2;
+        if (nw == 1 && strcmp(a, "help") == 0)
+            need = 3;   /* pitcopy help map wait */
+    }
+    if (nw == 0) {
+        if (version) {
+            printf("pitcopy %s\n", PITCOPY_VERSION);
+            return CLI_OK;
+        }
+        if (help) {
+            print_main_help(stdout);
+            return CLI_OK;
+        }
+        if (bad_opt)
+            return cli_usage_error(&ctx, "unknown option %s (before the command)", bad_opt);
+        print_main_help(stderr);
+        return CLI_USAGE;
+    }
+    const char *w0 = argv[words[0]], *w1 = nw > 1 ? argv[words[1]] : NULL;
+    if (strcmp(w0, "help") == 0) {
+        help = true;
+        if (!w1) {
+            print_main_help(stdout);
+            return CLI_OK;
+        }
+        w0 = w1;
+        w1 = nw > 2 ? argv[words[2]] : NULL;
+        if (strcmp(w0, "volume") && strcmp(w0, "map"))
+            w1 = NULL;
+    }
+    bool group = strcmp(w0, "volume") == 0 || strcmp(w0, "map") == 0;
+    if (group && !w1) {
+        if (help) {
+            print_group_help(stdout, w0);
+            return CLI_OK;
+        }
+        if (bad_opt)
+            fprintf(stderr, "pitcopy: %s: unknown option %s (before the subcommand)\n",
+                    w0, bad_opt);
+        else
+            fprintf(stderr, "pitcopy: %s: missing subcommand\n", w0);
+        print_group_help(stderr, w0);
+        return CLI_USAGE;
+    }
+    for (size_t i = 0; i < NCMDS && !ctx.cmd; i++)
+        if ((group ? commands[i].group && strcmp(commands[i].group, w0) == 0 &&
+                     strcmp(commands[i].name, w1) == 0
+                   : !commands[i].group && strcmp(commands[i].name, w0) == 0))
+            ctx.cmd = &commands[i];
+    if (!ctx.cmd) {
+        if (group)
+            fprintf(stderr, "pitcopy: %s: unknown subcommand '%s'\n", w0, w1);
+        else
+            fprintf(stderr, "pitcopy: unknown command '%s'\n", w0);
+        if (group)
+            print_group_help(stderr, w0);
+        else
+            fprintf(stderr, "Try 'pitcopy --help'.\n");
+        return CLI_USAGE;
+    }
+    if (strcmp(argv[words[0]], "help") == 0) {
+        print_cmd_help(ctx.cmd);
+        return CLI_OK;
+    }
+
+    /* The rest of the line, without the command words, goes to the command. */
+    char **rest = calloc((size_t)argc, sizeof *rest);
+    int nrest = 0;
+    if (!rest) {
+        fprintf(stderr, "pitcopy: out of memory\n");
+        return CLI_FAIL;
+    }
+    for (int i = 1; i < argc; i++)
+        if (i != words[0] && (nw < 2 || i != words[1]))
+            rest[nrest++] = argv[i];
+    rc = ctx.cmd->fn(&ctx, nrest, rest);
+    ctl_client_close(ctx.client);
+    free(rest);
+    fflush(stdout);
+    if (ferror(stdout) && rc == CLI_OK) {
+        fprintf(stderr, "pitcopy: cannot write the output\n");
+        rc = CLI_FAIL;
+    }
+    return rc;
+}

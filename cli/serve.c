@@ -1,0 +1,350 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cli/serve.c — `pitcopy serve`: the daemon.
+ *
+ * Role
+ *   Takes the state directory (creating it 0700), locks it, creates the
+ *   engine, loads pitcopy.json (volumes reopened, mappings recreated),
+ *   starts the NBD server (every volume an export under its name) and the
+ *   control server, then waits for SIGTERM/SIGINT on a signalfd, saving the
+ *   state every few seconds if a mapping changed state on its own.
+ *
+ *   Shutdown, in order: stop taking control requests and let those in
+ *   progress finish (a map.wait ends at once); stop NBD (requests in flight
+ *   finish, connections close); save the state; destroy the engine.  A
+ *   second signal during the drain saves the state and quits at once.
+ *
+ * Invariants
+ *   D1  One daemon per state directory: flock on DIR/lock, held for life.
+ *       Holding it makes any socket left in DIR stale, so it is unlinked.
+ *   D2  SIGTERM, SIGINT are blocked in every thread (the mask is set before
+ *       the engine starts its workers) and read only from the signalfd.
+ *   D3  The engine is destroyed only once neither server can call into it.
+ *
+ * Context
+ *   The process's main thread.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "nbd/nbd.h"
+
+#define SERVE_REFRESH_MS 5000
+
+/* mkdir -p; the last component 0700 (D1's directory is private). */
+static int serve_make_dir(const char *dir)
+{
+    char p[PATH_MAX];
+    if ((size_t)snprintf(p, sizeof p, "%s", dir) >= sizeof p)
+        return -ENAMETOOLONG;
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, 0755) < 0 && errno != EEXIST)
+            return -errno;
+        *s = '/';
+    }
+    if (mkdir(p, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    struct stat sb;
+    if (stat(p, &sb) < 0)
+        return -errno;
+    if (!S_ISDIR(sb.st_mode))
+        return -ENOTDIR;
+    return 0;
+}
+
+/* D1.  Returns the lock's fd, or -1 after logging why. */
+static int serve_lock_dir(const char *dir)
+{
+    char path[PATH_MAX], pid[32] = "";
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, CTL_LOCK_NAME) >= sizeof path) {
+        ctl_log("state directory %s: path too long", dir);
+        return -1;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        ctl_log("cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        if (n > 0) {
+            pid[n] = '\0';
+            pid[strcspn(pid, "\n")] = '\0';
+        }
+        if (e == EWOULDBLOCK)
+            ctl_log("another pitcopy serve%s%s%s is using state directory %s (it holds %s); "
+                    "stop it first or use another --state-dir", n > 0 ? " (pid " : "",
+                    n > 0 ? pid : "", n > 0 ? ")" : "", dir, path);
+        else
+            ctl_log("cannot lock %s: %s", path, strerror(e));
+        close(fd);
+        return -1;
+    }
+    int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+        ctl_log("cannot write the pid to %s: %s (carrying on)", path, strerror(errno));
+    return fd;
+}
+
+/* A socket left by a daemon that died: D1 says nobody owns it. */
+static int serve_unlink_stale(const char *path)
+{
+    struct stat sb;
+    if (lstat(path, &sb) < 0)
+        return 0;
+    if (!S_ISSOCK(sb.st_mode)) {
+        ctl_log("%s exists and is not a socket; move it aside", path);
+        return -EEXIST;
+    }
+    unlink(path);
+    return 0;
+}
+
+struct serve_nbd {
+    const char *unix_path;
+    char        host[256];
+    char        port[16];
+    bool        tcp;
+};
+
+/* "unix:PATH", "tcp:HOST:PORT", "tcp::PORT", "tcp:PORT", "tcp:[::1]:PORT". */
+static int serve_parse_nbd(const char *spec, struct serve_nbd *n, char *err, size_t errlen)
+{
+    if (strncmp(spec, "unix:", 5) == 0) {
+        if (!spec[5] || n->unix_path) {
+            snprintf(err, errlen, "--nbd %s: %s", spec,
+                     n->unix_path ? "one Unix socket at most" : "no path after unix:");
+            return -EINVAL;
+        }
+        n->unix_path = spec + 5;
+        return 0;
+    }
+    if (strncmp(spec, "tcp:", 4) != 0 || n->tcp) {
+        snprintf(err, errlen, "--nbd %s: %s", spec, n->tcp ? "one TCP address at most"
+                 : "expected unix:PATH or tcp:[HOST]:PORT");
+        return -EINVAL;
+    }
+    const char *a = spec + 4, *port;
+    size_t hlen;
+    if (a[0] == '[') {
+        const char *close = strchr(a, ']');
+        if (!close || close[1] != ':') {
+            snprintf(err, errlen, "--nbd %s: expected tcp:[ADDRESS]:PORT", spec);
+            return -EINVAL;
+        }
+        hlen = (size_t)(close - a - 1);
+        memcpy(n->host, a + 1, hlen < sizeof n->host ? hlen : 0);
+        port = close + 2;
+    } else {
+        const char *colon = strrchr(a, ':');
+        hlen = colon ? (size_t)(colon - a) : 0;
+        if (hlen >= sizeof n->host) {
+            snprintf(err, errlen, "--nbd %s: host name too long", spec);
+            return -EINVAL;
+        }
+        memcpy(n->host, a, hlen);
+        port = colon ? colon + 1 : a;
+    }
+    n->host[hlen < sizeof n->host ? hlen : 0] = '\0';
+    char *end;
+    long p = strtol(port, &end, 10);
+    if (!*port || *end || p < 1 || p > 65535) {
+        snprintf(err, errlen, "--nbd %s: the port must be a number from 1 to 65535", spec);
+        return -EINVAL;
+    }
+    snprintf(n->port, sizeof n->port, "%ld", p);
+    n->tcp = true;
+    return 0;
+}
+
+static unsigned serve_nbd_connections(void *arg)
+{
+    return nbd_server_connections(arg);
+}
+
+static const char *serve_signal_name(int sig)
+{
+    return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "a signal";
+}
+
+/* A signal waiting on fd, or 0 after timeout_ms. */
+static int serve_wait_signal(int fd, int timeout_ms)
+{
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    struct signalfd_siginfo si;
+    if (poll(&p, 1, timeout_ms) <= 0)
+        return 0;
+    if (read(fd, &si, sizeof si) != (ssize_t)sizeof si)
+        return 0;
+    return (int)si.ssi_signo;
+}
+
+int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *nbd_specs[2], *control = NULL, *workers_s = NULL;
+    unsigned nnbd = 0;
+    struct args_opt opts[] = {
+        ARGS_OPT_MULTI("nbd", nbd_specs, &nnbd, 2),
+        ARGS_OPT_VALUE("control", &control),
+        ARGS_OPT_VALUE("workers", &workers_s),
+        CLI_COMMON_OPTS(ctx), ARGS_OPT_END,
+    };
+    struct args a;
+    struct serve_nbd nbd = { 0 };
+    struct pc_engine_opts eo = { 0 };
+    struct pc_error err = { 0 };
+    char msg[256], ctl_path[PATH_MAX], nbd_path[PATH_MAX], tcp_desc[300] = "";
+    struct pc_engine *e = NULL;
+    struct ctl_state *st = NULL;
+    struct nbd_server *ns = NULL;
+    struct ctl_server *cs = NULL;
+    int lock_fd = -1, sig_fd = -1, rc = CLI_FAIL, sig;
+
+    rc = cli_parse(ctx, argc, argv, opts, &a, 0, 0);
+    if (rc >= 0)
+        return rc;
+    rc = CLI_FAIL;
+    for (unsigned i = 0; i < nnbd; i++)
+        if (serve_parse_nbd(nbd_specs[i], &nbd, msg, sizeof msg) < 0)
+            return cli_usage_error(ctx, "%s", msg);
+    if (workers_s) {
+        char *end;
+        long w = strtol(workers_s, &end, 10);
+        if (!*workers_s || *end || w < 1 || w > 1024)
+            return cli_usage_error(ctx, "--workers: '%s' is not a number from 1 to 1024",
+                                   workers_s);
+        eo.workers = (unsigned)w;
+    }
+    const char *dir = ctx->state_dir;
+    if (nnbd == 0) {
+        snprintf(nbd_path, sizeof nbd_path, "%s/%s", dir, CTL_NBD_SOCK_NAME);
+        nbd.unix_path = nbd_path;
+    }
+    snprintf(ctl_path, sizeof ctl_path, "%s", control ? control : ctx->sock);
+
+    int r = serve_make_dir(dir);
+    if (r < 0) {
+        ctl_log("cannot create state directory %s: %s", dir, strerror(-r));
+        return CLI_FAIL;
+    }
+    /* Absolute from here on: default volume paths are recorded in
+     * pitcopy.json and must not depend on where the next start runs. */
+    char abs_dir[PATH_MAX];
+    if (!realpath(dir, abs_dir)) {
+        ctl_log("cannot resolve state directory %s: %s", dir, strerror(errno));
+        return CLI_FAIL;
+    }
+    dir = abs_dir;
+    lock_fd = serve_lock_dir(dir);
+    if (lock_fd < 0)
+        return CLI_FAIL;
+    if (serve_unlink_stale(ctl_path) < 0 || (nbd.unix_path && serve_unlink_stale(nbd.unix_path) < 0))
+        goto out;
+
+    /* D2: before any thread exists. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sig_fd = signalfd(-1, &set, SFD_CLOEXEC);
+    if (sig_fd < 0) {
+        ctl_log("signalfd: %s", strerror(errno));
+        goto out;
+    }
+
+    if (pc_engine_create(&eo, &e, &err) < 0) {
+        ctl_log("cannot start the engine: %s", err.msg);
+        goto out;
+    }
+    if (ctl_state_load(e, dir, &st, &err) < 0) {
+        ctl_log("%s", err.msg);
+        goto out;
+    }
+    struct nbd_server_opts no = {
+        .unix_path = nbd.unix_path,
+        .tcp_host = nbd.tcp && nbd.host[0] ? nbd.host : NULL,
+        .tcp_port = nbd.tcp ? nbd.port : NULL,
+        .stdio_fd = -1,
+    };
+    if (nbd.tcp)
+        snprintf(tcp_desc, sizeof tcp_desc, "%s%s%s:%s", strchr(nbd.host, ':') ? "[" : "",
+                 nbd.host[0] ? nbd.host : "127.0.0.1", strchr(nbd.host, ':') ? "]" : "",
+                 nbd.port);
+    if (nbd_server_start(e, &no, &ns, &err) < 0) {
+        ctl_log("cannot start the NBD server: %s", err.msg);
+        goto out;
+    }
+    struct ctl_server_opts co = {
+        .path = ctl_path,
+        .state = st,
+        .nbd_unix = nbd.unix_path,
+        .nbd_tcp = nbd.tcp ? tcp_desc : NULL,
+        .nbd_connections = serve_nbd_connections,
+        .nbd_arg = ns,
+    };
+    if (ctl_server_start(e, &co, &cs, &err) < 0) {
+        ctl_log("%s", err.msg);
+        goto out;
+    }
+    ctl_log("serving state directory %s (pid %d, %s I/O, %u workers): control %s, NBD %s%s%s%s",
+            dir, (int)getpid(), pc_engine_io_backend(e), pc_engine_workers(e), ctl_path,
+            nbd.unix_path ? "unix:" : "", nbd.unix_path ? nbd.unix_path : "",
+            nbd.unix_path && nbd.tcp ? ", tcp:" : nbd.tcp ? "tcp:" : "", tcp_desc);
+
+    while (!(sig = serve_wait_signal(sig_fd, SERVE_REFRESH_MS)))
+        ctl_state_refresh(st);
+    ctl_log("%s: stopping (finishing requests, closing connections, saving state; "
+            "a second signal quits at once)", serve_signal_name(sig));
+    rc = CLI_OK;
+
+out:
+    if (cs) {
+        unsigned left, rounds = 0;
+        while ((left = ctl_server_drain(cs, 500)) > 0) {
+            if (++rounds == 10)
+                ctl_log("waiting for %u control request%s in progress (a forced delete waits "
+                        "for its cleaning); a second signal quits at once", left,
+                        left == 1 ? "" : "s");
+            if (serve_wait_signal(sig_fd, 0)) {
+                ctl_log("second signal: quitting with %u control request%s unfinished",
+                        left, left == 1 ? "" : "s");
+                ctl_state_save(st, &err);
+                _exit(CLI_FAIL);
+            }
+        }
+        ctl_server_destroy(cs);
+    }
+    if (ns)
+        nbd_server_stop(ns);
+    if (st) {
+        if (ctl_state_save(st, &err) < 0)
+            rc = CLI_FAIL;
+    }
+    if (e)
+        pc_engine_destroy(e);      /* D3 */
+    ctl_state_free(st);
+    if (sig_fd >= 0)
+        close(sig_fd);
+    if (lock_fd >= 0)
+        close(lock_fd);
+    if (rc == CLI_OK)
+        ctl_log("stopped; state saved in %s/%s", dir, CTL_STATE_FILE);
+    return rc;
+}

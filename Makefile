@@ -107,7 +107,7 @@ tsan:
 test: deps
 	$(MAKE) all
 	$(MAKE) asan
-	tests/run-tests.sh build build-asan
+	PITCOPY_TEST_TIMEOUT=$${PITCOPY_TEST_TIMEOUT:-600} tests/run-tests.sh build build-asan
 
 soak: deps all
 	PITCOPY_MODEL_OPS=10000000 PITCOPY_TEST_TIMEOUT=0 tests/run-tests.sh build -- model

@@ -197,21 +197,6 @@ static inline uint64_t grain_end(const struct chain *c, const struct pc_volume *
     return e < v->size ? e : v->size;
 }
 
-/* A target is offline while it does not hold a whole image (pitcopy.h). */
-static bool target_online(const struct pc_map *m)
-{
-    switch (map_state(m)) {
-    case PC_MAP_IDLE_OR_COPIED:
-    case PC_MAP_COPYING:
-        return true;
-    case PC_MAP_STOPPING:
-    case PC_MAP_STOPPED:
-        return atomic_load(&m->complete);
-    default:
-        return false;
-    }
-}
-
 /* ------------------------------------------------------------------------
  * Request bookkeeping. */
 
@@ -247,7 +232,7 @@ static void io_complete(struct pc_io *io)
     io->done(io, st->err);
 }
 
-static void fail_msg(struct io_msg *msg)
+static void early_fail_msg(struct io_msg *msg)
 {
     struct pc_io *io = msg->priv;
     io->done(io, ios(io)->err);
@@ -257,7 +242,7 @@ static void fail_msg(struct io_msg *msg)
 static void io_fail_early(struct pc_worker *w, struct pc_io *io, int err)
 {
     ios(io)->err = err;
-    engine_post(w, &ios(io)->msg, fail_msg, io);
+    engine_post(w, &ios(io)->msg, early_fail_msg, io);
 }
 
 static void seg_done(struct io_req *req, int res)
@@ -486,7 +471,7 @@ static enum route route_of(struct pc_volume *v, struct chain **cp, int *kp)
     if (m) {
         /* State before chain: a start publishes the chain, then the state
          * (map.c), so a target seen as copying is found in its chain. */
-        bool online = target_online(m);
+        bool online = map_target_online(m);
         struct chain *c = atomic_load_explicit(&m->src->chain, memory_order_acquire);
         int k = chain_index(c, m);
         if (!online)
@@ -582,6 +567,45 @@ static void tread_done(struct io_req *req, int res)
 }
 
 /* ------------------------------------------------------------------------
+ * A request's grain operation: one grain under its busy slot, run now if the
+ * slot is free, else when its owner hands it over (busy.c).  Counts as one
+ * pending part of the request. */
+
+/* The grain is done: hand its slot on, and count the part done. */
+static void grain_op_done(struct gop *g)
+{
+    struct pc_io *io = g->parent;
+    int err = g->err;
+    struct pc_worker *w = g->w;
+    busy_release(w->e->busy, g);
+    gop_put(w, g);
+    io_put_pending(io, err);
+}
+
+static int grain_op_start(struct pc_io *io, struct chain *c, uint64_t g,
+                          enum gop_kind kind, int k, void (*run)(struct gop *))
+{
+    struct io_state *st = ios(io);
+    struct gop *op = gop_get(st->w);
+    if (PC_NEVER(!op)) {
+        st->err = -ENOMEM;
+        return -ENOMEM;
+    }
+    op->kind = (uint8_t)kind;
+    op->src_id = c->maps[0]->src->id;
+    op->g0 = g;
+    op->ng = 1;
+    op->c = c;
+    op->k = k;
+    op->parent = io;
+    op->resume = run;
+    st->pending++;
+    if (!busy_acquire(st->w->e->busy, op))
+        run(op);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
  * Source writes (I2). */
 
 static void source_write_issue(struct pc_io *io)
@@ -606,29 +630,19 @@ static void source_write_issue(struct pc_io *io)
     io_loop_submit(st->w->loop, &st->req);
 }
 
-static void cow_done(struct gop *g)
-{
-    struct pc_io *io = g->parent;
-    int err = g->err;
-    struct pc_worker *w = g->w;
-    busy_release(w->e->busy, g);
-    gop_put(w, g);
-    io_put_pending(io, err);
-}
-
 static void cow_run(struct gop *g)
 {
     const struct chain *c = g->c;
     int k = chain_cow_index(c);
     if (k < 0 || chain_any_split(c, k, (int)c->n, g->g0)) {
-        cow_done(g);       /* someone copied it while we waited, or no one needs it */
+        grain_op_done(g);       /* someone copied it while we waited, or no one needs it */
         return;
     }
     g->read_from = c->maps[0]->src;
     g->read_mask = g->copy_mask = 1;
     g->copy_to = c->maps[k]->tgt;
     g->copy_to_map = c->maps[k];
-    g->done = cow_done;
+    g->done = grain_op_done;
     gop_read_extent(g);
 }
 
@@ -643,38 +657,14 @@ static void source_write(struct pc_io *io, struct chain *c)
     for (uint64_t g = g0; g <= g1; g++) {
         if (map_bit(newest, g))        /* I2 fast path: one bit test */
             continue;
-        struct gop *op = gop_get(st->w);
-        if (PC_NEVER(!op)) {
-            st->err = -ENOMEM;
+        if (grain_op_start(io, c, g, GOP_COW, -1, cow_run) < 0)
             break;
-        }
-        op->kind = GOP_COW;
-        op->src_id = c->maps[0]->src->id;
-        op->g0 = g;
-        op->ng = 1;
-        op->c = c;
-        op->k = -1;
-        op->parent = io;
-        op->resume = cow_run;
-        st->pending++;
-        if (!busy_acquire(st->w->e->busy, op))
-            cow_run(op);
     }
     io_put_pending(io, 0);   /* the dispatch guard */
 }
 
 /* ------------------------------------------------------------------------
  * Target writes (I3). */
-
-static void twrite_done(struct gop *g)
-{
-    struct pc_io *io = g->parent;
-    int err = g->err;
-    struct pc_worker *w = g->w;
-    busy_release(w->e->busy, g);
-    gop_put(w, g);
-    io_put_pending(io, err);
-}
 
 /* The request's bytes that fall in grain g0: [s, e). */
 static void twrite_slice(const struct gop *g, uint64_t *s, uint64_t *e)
@@ -692,7 +682,7 @@ static void twrite_slice_done(struct io_req *req, int res)
         g->err = res;
     else if (g->need_self)
         (void)bitmap_test_and_set(g->c->maps[g->k]->bits, g->g0, &g->err);   /* I1 */
-    twrite_done(g);
+    grain_op_done(g);
 }
 
 /* Write the request's own bytes for this grain straight to T_k. */
@@ -717,7 +707,7 @@ static void twrite_slice_issue(struct gop *g)
 static void twrite_self(struct gop *g)
 {
     if (g->err) {
-        twrite_done(g);
+        grain_op_done(g);
         return;
     }
     uint64_t s, e;
@@ -734,7 +724,7 @@ static void twrite_self(struct gop *g)
     g->copy_mask = 1;
     g->copy_to = g->parent->vol;
     g->copy_to_map = g->c->maps[g->k];
-    g->done = twrite_done;
+    g->done = grain_op_done;
     gop_write_extent(g);
 }
 
@@ -773,7 +763,7 @@ static void twrite_run(struct gop *g)
     g->read_mask = 1;
     g->read_from = NULL;                /* lookup(k, g) */
     g->after_read = twrite_after_read;
-    g->done = twrite_done;
+    g->done = grain_op_done;
     gop_read_extent(g);
 }
 
@@ -803,22 +793,8 @@ static void target_write(struct pc_io *io, struct chain *c, int k)
             g = h;
             continue;
         }
-        struct gop *op = gop_get(st->w);
-        if (PC_NEVER(!op)) {
-            st->err = -ENOMEM;
+        if (grain_op_start(io, c, g, GOP_TWRITE, k, twrite_run) < 0)
             break;
-        }
-        op->kind = GOP_TWRITE;
-        op->src_id = c->maps[0]->src->id;
-        op->g0 = g;
-        op->ng = 1;
-        op->c = c;
-        op->k = k;
-        op->parent = io;
-        op->resume = twrite_run;
-        st->pending++;
-        if (!busy_acquire(st->w->e->busy, op))
-            twrite_run(op);
         g++;
     }
     io_put_pending(io, 0);

@@ -209,6 +209,20 @@ static inline bool map_stopping(const struct pc_map *m)
 {
     return map_state(m) == PC_MAP_STOPPING;
 }
+/* A target is offline while it does not hold a whole image (pitcopy.h). */
+static inline bool map_target_online(const struct pc_map *m)
+{
+    switch (map_state(m)) {
+    case PC_MAP_IDLE_OR_COPIED:
+    case PC_MAP_COPYING:
+        return true;
+    case PC_MAP_STOPPING:
+    case PC_MAP_STOPPED:
+        return atomic_load(&m->complete);
+    default:
+        return false;
+    }
+}
 static inline bool map_bit(const struct pc_map *m, uint64_t g)
 {
     return bitmap_test(m->bits, g);

@@ -643,18 +643,7 @@ int pc_map_info(struct pc_map *m, struct pc_map_info *info)
     else if (info->state == PC_MAP_COPYING && info->grains_split == m->grains)
         info->complete = true;      /* split by writes: a whole image now */
     info->progress = (unsigned)(info->grains_split * 100 / m->grains);
-    switch (info->state) {
-    case PC_MAP_IDLE_OR_COPIED:
-    case PC_MAP_COPYING:
-        info->target_online = true;
-        break;
-    case PC_MAP_STOPPING:
-    case PC_MAP_STOPPED:
-        info->target_online = info->complete;
-        break;
-    default:
-        break;
-    }
+    info->target_online = map_target_online(m);
     struct chain *c = atomic_load(&m->src->chain);
     int k = m->bits ? chain_index(c, m) : -1;
     if (k > 0) {

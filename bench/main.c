@@ -33,8 +33,9 @@
  *       captured or sent to stderr, baseline.c).
  *
  * Global state
- *   Only what the signal handler needs: the registered paths (cleanup_*)
- *   and baseline_child (baseline.c).  Everything else hangs off struct bench.
+ *   Only what the signal handler needs: the registered paths (cleanup_*),
+ *   baseline_child (baseline.c) and the NBD groups' daemons (nbd.c).
+ *   Everything else hangs off struct bench (bench/bench.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -59,14 +60,9 @@
 #include "bitmap/bitmap.h"
 #include "bench/baseline.h"
 #include "bench/load.h"
+#include "bench/bench.h"
 
-#define KiB (1ull << 10)
-#define MiB (1ull << 20)
-#define GiB (1ull << 30)
-#define TiB (1ull << 40)
-#define PiB (1ull << 50)
 
-#define MAX_RUNS     25
 #define QD           32u              /* random-I/O queue depth */
 #define IO_4K        4096u
 #define COPY_BS      (1u << 20)       /* fill and the fio copy ceiling */
@@ -78,7 +74,6 @@
  * Files to remove at exit or on a signal. */
 
 #define MAX_PATHS 64
-#define PATH_LEN  512
 
 static char cleanup_files[MAX_PATHS][PATH_LEN];
 static volatile sig_atomic_t cleanup_nfiles;
@@ -98,6 +93,7 @@ static void on_signal(int sig)
     pid_t c = baseline_child;
     if (c > 0)
         kill(c, SIGKILL);
+    nbd_kill_children();
     cleanup_all();                  /* unlink, rmdir: async-signal-safe */
     signal(sig, SIG_DFL);
     raise(sig);
@@ -106,43 +102,14 @@ static void on_signal(int sig)
 /* ------------------------------------------------------------------------
  * The run's state. */
 
-struct bench {
-    /* options */
-    bool          quick;
-    const char   *out_dir;
-    const char   *dir_opt;
-    const char   *only;
-    const char   *backend;
-    unsigned      workers;
-    unsigned      runs;
-    double        secs;
-    uint64_t      vol_size;     /* the populated source; bgcopy copies all of it */
-    uint64_t      region;       /* random-I/O and first-touch workloads */
-    uint32_t      grain;
-
-    /* state */
-    char          dir[PATH_LEN];
-    char          shm[PATH_LEN];
-    FILE         *out;
-    struct pc_engine *e;
-    struct pc_volume *src;      /* the source of every mapping below */
-    struct pc_volume *plain;    /* the same file as a plain volume: baselines (H1) */
-    char          src_path[PATH_LEN];
-    uint64_t      seed;
-    bool          strict;       /* a missed goal fails the run too */
-    unsigned      missed;       /* results that missed their goal */
-    unsigned      errors;       /* results that could not be measured */
-    unsigned      emitted;      /* bit i: names[i] of the current group was emitted */
-    char          msg[512];     /* why the current group failed */
-};
 
 struct bvol {
     struct pc_volume *v;
     char              path[PATH_LEN];
 };
 
-static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void logf_(const char *fmt, ...)
+void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void logf_(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -152,8 +119,8 @@ static void logf_(const char *fmt, ...)
     va_end(ap);
 }
 
-static int fail(struct bench *b, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(struct bench *b, int r, const char *fmt, ...)
+int fail(struct bench *b, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int fail(struct bench *b, int r, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -162,18 +129,18 @@ static int fail(struct bench *b, int r, const char *fmt, ...)
     return r < 0 ? r : -EIO;
 }
 
-static double now_s(void)
+double now_s(void)
 {
     return (double)load_now_ns() / 1e9;
 }
 
-static uint64_t next_seed(struct bench *b)
+uint64_t next_seed(struct bench *b)
 {
     return load_rand(&b->seed) | 1;
 }
 
 /* Register dir/name for removal and return its path in out. */
-static const char *bench_path(const char *dir, const char *name, char *out)
+const char *bench_path(const char *dir, const char *name, char *out)
 {
     snprintf(out, PATH_LEN, "%s/%s", dir, name);
     for (int i = 0; i < cleanup_nfiles; i++)
@@ -186,7 +153,7 @@ static const char *bench_path(const char *dir, const char *name, char *out)
     return out;
 }
 
-static int make_dir(struct bench *b, const char *parent, char *out)
+int make_dir(struct bench *b, const char *parent, char *out)
 {
     if (cleanup_ndirs >= 2)
         return fail(b, -ENOSPC, "internal: too many work directories");
@@ -215,22 +182,8 @@ static const char *fs_name(const char *path)
 /* ------------------------------------------------------------------------
  * Results. */
 
-struct result {
-    const char *name;
-    const char *unit;
-    double      value, baseline, ratio;
-    double      goal;
-    const char *cmp;            /* ">=", "<=", or "~=" (within a factor of 2) */
-    double      value_max;      /* > 0: value must also be at most this */
-    double      abs_tol;        /* "~=": also met when |value - baseline| <= abs_tol */
-    double      runs[MAX_RUNS], base_runs[MAX_RUNS];
-    unsigned    nruns, nbase;
-    bool        unpaired;       /* ratio is not the median of runs[i] / base_runs[i] */
-    char        detail[4096];   /* JSON members, comma-separated */
-    const char *error;
-};
 
-static double median(const double *v, unsigned n)
+double median(const double *v, unsigned n)
 {
     double s[MAX_RUNS];
     if (n == 0)
@@ -259,7 +212,7 @@ static void fmt_num(char *out, size_t n, double v)
         snprintf(out, n, "%.4f", v);
 }
 
-static void detail_num(struct result *r, const char *key, double v)
+void detail_num(struct result *r, const char *key, double v)
 {
     char num[64];
     size_t len = strlen(r->detail);
@@ -267,13 +220,13 @@ static void detail_num(struct result *r, const char *key, double v)
     snprintf(r->detail + len, sizeof r->detail - len, "%s\"%s\":%s", len ? "," : "", key, num);
 }
 
-static void detail_str(struct result *r, const char *key, const char *s)
+void detail_str(struct result *r, const char *key, const char *s)
 {
     size_t len = strlen(r->detail);
     snprintf(r->detail + len, sizeof r->detail - len, "%s\"%s\":\"%s\"", len ? "," : "", key, s);
 }
 
-static void detail_runs(struct result *r, const char *key, const double *v, unsigned n)
+void detail_runs(struct result *r, const char *key, const double *v, unsigned n)
 {
     size_t len = strlen(r->detail);
     len += (size_t)snprintf(r->detail + len, sizeof r->detail - len, "%s\"%s\":[", len ? "," : "", key);
@@ -366,10 +319,10 @@ static void emit_to(const struct bench *b, FILE *f, const struct result *r)
     fflush(f);
 }
 
-static void emit(struct bench *b, struct result *r, unsigned idx)
+void emit(struct bench *b, struct result *r, unsigned idx)
 {
     b->emitted |= 1u << idx;
-    if (!wanted(b, r->name))
+    if (!wanted(b, r->name) && !(b->group_tag && wanted(b, b->group_tag)))
         return;
     if (!r->error) {
         r->value = median(r->runs, r->nruns);
@@ -395,7 +348,7 @@ static void emit(struct bench *b, struct result *r, unsigned idx)
         emit_to(b, b->out, r);
 }
 
-static struct result result_new(const char *name, const char *unit, double goal, const char *cmp)
+struct result result_new(const char *name, const char *unit, double goal, const char *cmp)
 {
     return (struct result){ .name = name, .unit = unit, .goal = goal, .cmp = cmp,
                             .value = NAN, .baseline = NAN, .ratio = NAN };
@@ -1215,27 +1168,33 @@ static int bench_targets(struct bench *b)
  * Groups, options, main. */
 
 static const struct group {
-    const char *names[3];
+    const char *names[4];
     int       (*run)(struct bench *b);
     bool        needs_source;
+    const char *tag;            /* --only TAG selects the group too (and prints its names) */
 } groups[] = {
-    { { "establish_us_1g", "establish_us_1t", "establish_us_1p" }, bench_establish, true },
-    { { "meta_bits_per_grain" }, bench_meta, false },
-    { { "loadgen_vs_fio_randread", "loadgen_vs_fio_randwrite" }, bench_loadgen, true },
-    { { "bgcopy", "bgcopy_vs_qemu_img" }, bench_bgcopy, true },
-    { { "cow_first_touch" }, bench_cow, true },
-    { { "steady_write" }, bench_steady, true },
-    { { "redirect_read" }, bench_redirect, true },
-    { { "targets_16v1" }, bench_targets, true },
+    { { "establish_us_1g", "establish_us_1t", "establish_us_1p" }, bench_establish, true, NULL },
+    { { "meta_bits_per_grain" }, bench_meta, false, NULL },
+    { { "loadgen_vs_fio_randread", "loadgen_vs_fio_randwrite" }, bench_loadgen, true, NULL },
+    { { "bgcopy", "bgcopy_vs_qemu_img" }, bench_bgcopy, true, NULL },
+    { { "cow_first_touch" }, bench_cow, true, NULL },
+    { { "steady_write" }, bench_steady, true, NULL },
+    { { "redirect_read" }, bench_redirect, true, NULL },
+    { { "targets_16v1" }, bench_targets, true, NULL },
+    { { "nbd_randread_4k", "nbd_randread_4k_nj4", "nbd_randwrite_4k", "nbd_randwrite_4k_nj4" },
+      bench_nbd_rand, false, "nbd" },
+    { { "nbd_cow_first_touch_4k" }, bench_nbd_cow, false, "nbd" },
+    { { "nbd_bgcopy" }, bench_nbd_bgcopy, false, "nbd" },
+    { { "serve_rss" }, bench_serve_rss, false, "nbd" },
 };
 #define NGROUPS (sizeof groups / sizeof groups[0])
 
 static bool group_wanted(const struct bench *b, const struct group *g)
 {
-    for (unsigned i = 0; i < 3 && g->names[i]; i++)
+    for (unsigned i = 0; i < 4 && g->names[i]; i++)
         if (wanted(b, g->names[i]))
             return true;
-    return false;
+    return g->tag && wanted(b, g->tag);
 }
 
 static void usage(FILE *f)
@@ -1268,6 +1227,11 @@ static void usage(FILE *f)
 "  steady_write              4 KiB writes, every grain split, vs no mapping\n"
 "  redirect_read             4 KiB reads of an unsplit target vs the source\n"
 "  targets_16v1              first-touch writes with 16 targets vs 1\n"
+"  nbd (tag: all of these)   `pitcopy serve` over NBD vs qemu-storage-daemon:\n"
+"    nbd_randread_4k|randwrite_4k[_nj4]  fio nbd engine, 4 KiB qd 32, 1|4 jobs\n"
+"    nbd_cow_first_touch_4k  first-touch writes through NBD vs copy-before-write\n"
+"    nbd_bgcopy              background copy vs blockdev-backup sync=full\n"
+"    serve_rss               daemon RSS, 16 x 1 TiB volumes, 8 started maps (MiB)\n"
 "\n"
 "Options:\n"
 "  --quick          3 runs of 1 s on a 512 MiB source (under a minute)\n"
@@ -1502,12 +1466,13 @@ int main(int argc, char **argv)
         double t0 = now_s();
         b.emitted = 0;
         b.msg[0] = 0;
+        b.group_tag = gr->tag;
         r = gr->needs_source ? need_source(&b) : 0;
         if (r == 0)
             r = gr->run(&b);
         if (r < 0) {
             logf_("%s: %s", gr->names[0], b.msg[0] ? b.msg : strerror(-r));
-            for (unsigned i = 0; i < 3 && gr->names[i]; i++) {
+            for (unsigned i = 0; i < 4 && gr->names[i]; i++) {
                 if (b.emitted & (1u << i))
                     continue;
                 struct result res = result_new(gr->names[i], "", NAN, ">=");

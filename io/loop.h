@@ -25,7 +25,8 @@
  *
  * Context
  *   io_loop_submit, io_loop_poll_cancel, io_loop_timer_*, io_loop_run_once,
- *   io_loop_add_file: owner thread only (SINGLE_ISSUER).  io_loop_post, io_loop_stop: any thread.
+ *   io_loop_add_file: owner thread only (SINGLE_ISSUER).  io_loop_post,
+ *   io_loop_stop: any thread.
  *   Callbacks must not block; they may submit, post and arm timers.
  *
  * Backend choice

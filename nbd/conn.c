@@ -101,7 +101,7 @@ static void conn_start_msg(struct pc_msg *m)
     }
     nbd_handshake_start(c);         /* the greeting goes out at the end of the turn */
     nbd_conn_kick(c);
-    /* Nothing can have arrived that the client did not wait for: wait. */
+    /* The client speaks after our greeting: wait for it. */
     c->rpoll_armed = true;
     io_loop_submit(nw->loop, &c->rpoll);
 }

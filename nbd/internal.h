@@ -87,7 +87,7 @@
 #define NBD_MAX_CONNS        1024u              /* per server */
 #define NBD_RBUF_SIZE        (128u << 10)       /* receive buffer per connection */
 #define NBD_ZERO_CHUNK       (1u << 20)         /* WRITE_ZEROES writes this much at a time */
-#define NBD_STOP_GRACE_NS    (5ull * 1000000000u) /* nbd_server_stop waits this long for slow readers */
+#define NBD_STOP_GRACE_NS    (5ull * 1000000000u) /* stop waits this long for slow readers */
 #define NBD_ERR_MSG_MAX      80u                /* text in a structured error chunk */
 #define NBD_REPLY_HDR_MAX    (20u + 6u + NBD_ERR_MSG_MAX)
 #define NBD_MAX_LISTENERS    8u

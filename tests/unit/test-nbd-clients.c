@@ -232,7 +232,7 @@ static void test_fio_verify(void **state)
     /* Four jobs, four connections, each on its own quarter. */
     assert_int_equal(tu_sh("fio --name=verify --ioengine=nbd --uri=\"%s\" --rw=randwrite "
                            "--bs=4k --iodepth=32 --numjobs=4 --size=4M --offset_increment=4M "
-                           "--verify=crc32c --verify_fatal=1 --do_verify=1 "
+                           "--verify=crc32c --verify_fatal=1 --do_verify=1 --verify_state_save=0 "
                            "--group_reporting --output=%s/fio.txt; rc=$?; "
                            "grep -E \"err=|IOPS\" %s/fio.txt; exit $rc",
                            x->u1, x->f->dir, x->f->dir), 0);

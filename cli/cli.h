@@ -91,6 +91,13 @@ int  cli_call_quiet(struct cli_ctx *ctx, const char *method, json_t *params, int
 int  cli_fail(struct cli_ctx *ctx, int rc, const struct pc_error *err);
 /* The usual timeout for a request that does not wait on purpose. */
 #define CLI_TIMEOUT_MS 30000
+/*
+ * The commands that only ask and print: parse the common options (and one
+ * NAME when by_name), make the request, print the result as JSON with
+ * --json or else with print.  Returns the exit code.
+ */
+int  cli_query(struct cli_ctx *ctx, int argc, char **argv, const char *method, bool by_name,
+               void (*print)(const json_t *res));
 
 /* output.c */
 void out_json(const json_t *j);

@@ -318,6 +318,27 @@ static void print_failure(struct cli_ctx *ctx, const struct pc_error *err, bool 
     }
 }
 
+int cli_query(struct cli_ctx *ctx, int argc, char **argv, const char *method, bool by_name,
+              void (*print)(const json_t *res))
+{
+    struct args_opt opts[] = { CLI_COMMON_OPTS(ctx), ARGS_OPT_END };
+    struct args a;
+    json_t *res;
+    int rc = cli_parse(ctx, argc, argv, opts, &a, by_name, by_name);
+    if (rc >= 0)
+        return rc;
+    rc = cli_call(ctx, method, by_name ? json_pack("{s:s}", "name", a.pos[0]) : NULL,
+                  CLI_TIMEOUT_MS, &res);
+    if (rc)
+        return rc;
+    if (ctx->json)
+        out_json(res);
+    else
+        print(res);
+    json_decref(res);
+    return CLI_OK;
+}
+
 int cli_call_quiet(struct cli_ctx *ctx, const char *method, json_t *params, int timeout_ms,
                    json_t **result, struct pc_error *err)
 {

@@ -224,45 +224,35 @@ int cmd_map_set(struct cli_ctx *ctx, int argc, char **argv)
     return CLI_OK;
 }
 
+static void map_list_print(const json_t *res)
+{
+    static const char *const hdr[] = { "NAME", "SOURCE", "TARGET", "STATE", ">PROGRESS",
+                                       ">GRAIN", ">COPY", ">CLEAN" };
+    struct out_table *t = out_table_new(8, hdr);
+    const json_t *m;
+    size_t i;
+    json_array_foreach(json_object_get(res, "mappings"), i, m) {
+        char pct[16], g[32], cr[32], cl[32];
+        snprintf(pct, sizeof pct, "%lld%%", out_int(m, "progress"));
+        args_format_size((uint64_t)out_int(m, "grain_size"), g, sizeof g);
+        json_t *c = json_object_get(m, "copy_rate"), *l = json_object_get(m, "clean_rate");
+        snprintf(cr, sizeof cr, "%s", json_is_string(c) ? json_string_value(c) : "");
+        if (json_is_integer(c))
+            snprintf(cr, sizeof cr, "%lld", (long long)json_integer_value(c));
+        snprintf(cl, sizeof cl, "%s", json_is_string(l) ? json_string_value(l) : "");
+        if (json_is_integer(l))
+            snprintf(cl, sizeof cl, "%lld", (long long)json_integer_value(l));
+        const char *row[] = { out_str(m, "name"), out_str(m, "source"),
+                              out_str(m, "target"), out_str(m, "state"), pct, g, cr, cl };
+        out_table_row(t, row);
+    }
+    out_table_print(t, stdout);
+    out_table_free(t);
+}
+
 int cmd_map_list(struct cli_ctx *ctx, int argc, char **argv)
 {
-    struct args_opt opts[] = { CLI_COMMON_OPTS(ctx), ARGS_OPT_END };
-    struct args a;
-    json_t *res;
-    int rc = cli_parse(ctx, argc, argv, opts, &a, 0, 0);
-    if (rc >= 0)
-        return rc;
-    rc = cli_call(ctx, "map.list", NULL, CLI_TIMEOUT_MS, &res);
-    if (rc)
-        return rc;
-    if (ctx->json) {
-        out_json(res);
-    } else {
-        static const char *const hdr[] = { "NAME", "SOURCE", "TARGET", "STATE", ">PROGRESS",
-                                           ">GRAIN", ">COPY", ">CLEAN" };
-        struct out_table *t = out_table_new(8, hdr);
-        const json_t *m;
-        size_t i;
-        json_array_foreach(json_object_get(res, "mappings"), i, m) {
-            char pct[16], g[32], cr[32], cl[32];
-            snprintf(pct, sizeof pct, "%lld%%", out_int(m, "progress"));
-            args_format_size((uint64_t)out_int(m, "grain_size"), g, sizeof g);
-            json_t *c = json_object_get(m, "copy_rate"), *l = json_object_get(m, "clean_rate");
-            snprintf(cr, sizeof cr, "%s", json_is_string(c) ? json_string_value(c) : "");
-            if (json_is_integer(c))
-                snprintf(cr, sizeof cr, "%lld", (long long)json_integer_value(c));
-            snprintf(cl, sizeof cl, "%s", json_is_string(l) ? json_string_value(l) : "");
-            if (json_is_integer(l))
-                snprintf(cl, sizeof cl, "%lld", (long long)json_integer_value(l));
-            const char *row[] = { out_str(m, "name"), out_str(m, "source"),
-                                  out_str(m, "target"), out_str(m, "state"), pct, g, cr, cl };
-            out_table_row(t, row);
-        }
-        out_table_print(t, stdout);
-        out_table_free(t);
-    }
-    json_decref(res);
-    return CLI_OK;
+    return cli_query(ctx, argc, argv, "map.list", false, map_list_print);
 }
 
 static int64_t now_ms(void)

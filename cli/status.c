@@ -50,19 +50,5 @@ static void status_print(const json_t *s)
 
 int cmd_status(struct cli_ctx *ctx, int argc, char **argv)
 {
-    struct args_opt opts[] = { CLI_COMMON_OPTS(ctx), ARGS_OPT_END };
-    struct args a;
-    json_t *res;
-    int rc = cli_parse(ctx, argc, argv, opts, &a, 0, 0);
-    if (rc >= 0)
-        return rc;
-    rc = cli_call(ctx, "status", NULL, CLI_TIMEOUT_MS, &res);
-    if (rc)
-        return rc;
-    if (ctx->json)
-        out_json(res);
-    else
-        status_print(res);
-    json_decref(res);
-    return CLI_OK;
+    return cli_query(ctx, argc, argv, "status", false, status_print);
 }

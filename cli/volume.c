@@ -103,51 +103,26 @@ int cmd_volume_create(struct cli_ctx *ctx, int argc, char **argv)
     return CLI_OK;
 }
 
+static void volume_list_print(const json_t *res)
+{
+    static const char *const hdr[] = { "NAME", ">SIZE", "FILE", "MAPPINGS" };
+    struct out_table *t = out_table_new(4, hdr);
+    const json_t *v;
+    size_t i;
+    json_array_foreach(json_object_get(res, "volumes"), i, v)
+        volume_print_row(t, v);
+    out_table_print(t, stdout);
+    out_table_free(t);
+}
+
 int cmd_volume_list(struct cli_ctx *ctx, int argc, char **argv)
 {
-    struct args_opt opts[] = { CLI_COMMON_OPTS(ctx), ARGS_OPT_END };
-    struct args a;
-    json_t *res;
-    int rc = cli_parse(ctx, argc, argv, opts, &a, 0, 0);
-    if (rc >= 0)
-        return rc;
-    rc = cli_call(ctx, "volume.list", NULL, CLI_TIMEOUT_MS, &res);
-    if (rc)
-        return rc;
-    if (ctx->json) {
-        out_json(res);
-    } else {
-        static const char *const hdr[] = { "NAME", ">SIZE", "FILE", "MAPPINGS" };
-        struct out_table *t = out_table_new(4, hdr);
-        const json_t *v;
-        size_t i;
-        json_array_foreach(json_object_get(res, "volumes"), i, v)
-            volume_print_row(t, v);
-        out_table_print(t, stdout);
-        out_table_free(t);
-    }
-    json_decref(res);
-    return CLI_OK;
+    return cli_query(ctx, argc, argv, "volume.list", false, volume_list_print);
 }
 
 int cmd_volume_show(struct cli_ctx *ctx, int argc, char **argv)
 {
-    struct args_opt opts[] = { CLI_COMMON_OPTS(ctx), ARGS_OPT_END };
-    struct args a;
-    json_t *res;
-    int rc = cli_parse(ctx, argc, argv, opts, &a, 1, 1);
-    if (rc >= 0)
-        return rc;
-    rc = cli_call(ctx, "volume.show", json_pack("{s:s}", "name", a.pos[0]), CLI_TIMEOUT_MS,
-                  &res);
-    if (rc)
-        return rc;
-    if (ctx->json)
-        out_json(res);
-    else
-        volume_print(res);
-    json_decref(res);
-    return CLI_OK;
+    return cli_query(ctx, argc, argv, "volume.show", true, volume_print);
 }
 
 int cmd_volume_delete(struct cli_ctx *ctx, int argc, char **argv)

@@ -23,6 +23,9 @@
  *   G2  Completion is reported once per mode: a copy that found no unsplit
  *       grain from 0 with nothing in flight; a cleaning pass that reached the
  *       end (I4 in cow.c: one pass suffices).
+ *   G3  A pump loop issues extents for the (mode, gen) it started with only;
+ *       it never spins: a change sends it back to bg_pump, a pass without
+ *       progress waits on the timer.
  *
  * Context
  *   The driver's fields marked (w) are touched only on its worker; bgcopy_kick
@@ -228,7 +231,17 @@ static void bg_pump_once(struct bgcopy *bg)
         return;
 
     int maxq = rate == PC_RATE_UNLIMITED ? 16 : 2;
+    bool wrapped = false;
     while (bg->inflight < maxq) {
+        /* G3: the walk is for one (mode, gen); when either moves (a stop,
+         * a restart, a rate change) go round bg_pump again, which starts
+         * the new walk.  Extents of the old one end at once without work,
+         * so looping on would spin. */
+        int now_rate;
+        if (desired_mode(m, &now_rate) != mode || atomic_load(&m->gen) != gen) {
+            bg->repump = true;
+            return;
+        }
         if (rate != PC_RATE_UNLIMITED) {
             uint64_t now = io_now_ns();
             uint64_t bps = pc_rate_bytes_per_sec(rate);
@@ -260,6 +273,14 @@ static void bg_pump_once(struct bgcopy *bg)
             if (mode == BG_COPY && bitmap_find_next_unset(m->bits, 0) < m->grains) {
                 srcu_unlock(w, idx);
                 bg->cursor = 0;                   /* grains skipped while busy */
+                if (wrapped) {
+                    /* A whole pass made no progress: try again shortly
+                     * rather than spin on the worker. */
+                    if (!bg->timer.armed)
+                        io_loop_timer_arm(w->loop, &bg->timer, 1000 * 1000);
+                    return;
+                }
+                wrapped = true;
                 continue;
             }
             bg_report(bg);                        /* inside the section: G1 */

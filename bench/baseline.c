@@ -36,7 +36,7 @@ volatile sig_atomic_t baseline_child;
 /* ------------------------------------------------------------------------
  * Children. */
 
-static int find_in_path(const char *prog, char *out, size_t outlen)
+int baseline_find_in_path(const char *prog, char *out, size_t outlen)
 {
     if (strchr(prog, '/')) {
         snprintf(out, outlen, "%s", prog);
@@ -67,7 +67,7 @@ static int child_run(char *const argv[], char **out, int *status)
     size_t len = 0, cap = 0;
     char *buf = NULL;
     pid_t parent = getpid(), pid;
-    int r = find_in_path(argv[0], path, sizeof path);
+    int r = baseline_find_in_path(argv[0], path, sizeof path);
 
     if (r < 0)
         return r;

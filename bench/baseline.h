@@ -66,4 +66,7 @@ int qemu_img_convert(const char *src, const char *dst, double *secs, char *msg, 
 /* Does prog run (prog --version exits 0)?  For a clear error up front. */
 int baseline_probe(const char *prog);
 
+/* prog's full path (as execv needs it) by $PATH, or -ENOENT. */
+int baseline_find_in_path(const char *prog, char *out, size_t outlen);
+
 #endif

@@ -76,32 +76,12 @@ static int find_pitcopy(struct bench *b)
     return 0;
 }
 
-static int find_prog(const char *prog, char *out, size_t outlen)
-{
-    if (strchr(prog, '/')) {
-        snprintf(out, outlen, "%s", prog);
-        return access(out, X_OK) == 0 ? 0 : -ENOENT;
-    }
-    const char *path = getenv("PATH");
-    if (!path || !*path)
-        path = "/usr/local/bin:/usr/bin:/bin";
-    while (*path) {
-        const char *end = strchr(path, ':');
-        size_t n = end ? (size_t)(end - path) : strlen(path);
-        if (n && (size_t)snprintf(out, outlen, "%.*s/%s", (int)n, path, prog) < outlen &&
-            access(out, X_OK) == 0)
-            return 0;
-        path += n + (end != NULL);
-    }
-    return -ENOENT;
-}
-
 /* fork + exec; the child's stdout to pfd_out (or our stderr). */
 static pid_t spawn(char *const argv[], int pfd_out)
 {
     char path[PATH_MAX];
     pid_t parent = getpid();
-    if (find_prog(argv[0], path, sizeof path) < 0) {
+    if (baseline_find_in_path(argv[0], path, sizeof path) < 0) {
         errno = ENOENT;
         return -1;
     }

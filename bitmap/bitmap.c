@@ -312,6 +312,20 @@ bool bitmap_test(const struct bitmap *b, uint64_t bit)
 	return w >> (bit % 64) & 1;
 }
 
+void bitmap_get_words(const struct bitmap *b, uint64_t first_word, uint64_t n, uint64_t *out)
+{
+	uint64_t nwords = (b->nbits + 63) / 64;
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t wi = first_word + i;
+		out[i] = 0;
+		if (wi >= nwords)
+			continue;
+		struct bm_page *pg = page_get(b, wi / PAGE_WORDS);
+		if (pg)
+			out[i] = atomic_load_explicit(&pg->w[wi % PAGE_WORDS], memory_order_acquire);
+	}
+}
+
 bool bitmap_test_and_set(struct bitmap *b, uint64_t bit, int *err)
 {
 	if (BM_NEVER(bit >= b->nbits)) {

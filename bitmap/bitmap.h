@@ -73,6 +73,12 @@ uint64_t bitmap_find_next_unset(const struct bitmap *b, uint64_t from);
 /* First set bit ≥ from, or bitmap_size() if none.  Skips absent pages. */
 uint64_t bitmap_find_next_set(const struct bitmap *b, uint64_t from);
 
+/* Copy n words of bits, starting at bit 64*first_word, into out (absent pages
+ * and bits past nbits read as zero).  For persisting the bitmap: the copy is
+ * a snapshot only if no set runs beside it (B3's caveat applies per word). */
+void     bitmap_get_words(const struct bitmap *b, uint64_t first_word, uint64_t n,
+                          uint64_t *out);
+
 /* Bytes of memory actually allocated (resident pages and summary), for meta_bits_per_grain. */
 uint64_t bitmap_mem_bytes(const struct bitmap *b);
 

@@ -29,15 +29,18 @@
 
 static const struct cli_cmd commands[] = {
     { NULL, "serve", cmd_serve,
-      "serve [--state-dir DIR] [--nbd unix:PATH|tcp:[HOST]:PORT]... [--control PATH]",
+      "serve [--state-dir DIR] [--nbd unix:PATH|tcp:[HOST]:PORT]... [--control PATH]\n"
+      "            [--durability strict|none] [--workers N]",
       "Run the pitcopy daemon in the foreground: it owns the volumes, exports each\n"
       "one over NBD under its name, and answers the CLI on its control socket.  It\n"
       "logs one line per event to stderr and stops cleanly on SIGTERM or SIGINT\n"
       "(a second signal stops it at once, after saving the state).\n"
       "\n"
       "The state directory (created 0700) holds pitcopy.json (volumes and mappings,\n"
-      "saved after every change and reloaded at start), volumes/ (default backing\n"
-      "files), the lock that keeps a second daemon out, and the sockets (0600).\n"
+      "saved after every change and reloaded at start), meta/ (each mapping's state\n"
+      "and split bitmap: a restart, even after a crash, finds every mapping as it\n"
+      "was, progress included), volumes/ (default backing files), the lock that\n"
+      "keeps a second daemon out, and the sockets (0600).\n"
       "\n"
       "Options:\n"
       "  --state-dir DIR        state directory (default $PITCOPY_STATE_DIR, else\n"
@@ -48,6 +51,12 @@ static const struct cli_cmd commands[] = {
       "  --control PATH         control socket (default DIR/control.sock; the CLI\n"
       "                         looks only there)\n"
       "  --workers N            engine worker threads (default: one per CPU)\n"
+      "  --durability strict    (default) a source write reaches the disk only after\n"
+      "                         the old contents and the bit recording their copy\n"
+      "                         are durable: targets survive crashes and power loss\n"
+      "  --durability none      no metadata syncs (scratch targets, benchmarks): after\n"
+      "                         a crash such mappings come back stopped and invalid;\n"
+      "                         an orderly stop still saves them\n"
       "  -h, --help             this help\n"
       "\n"
       "Example:\n"

@@ -196,12 +196,13 @@ static int serve_wait_signal(int fd, int timeout_ms)
 
 int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const char *nbd_specs[2], *control = NULL, *workers_s = NULL;
+    const char *nbd_specs[2], *control = NULL, *workers_s = NULL, *durability_s = NULL;
     unsigned nnbd = 0;
     struct args_opt opts[] = {
         ARGS_OPT_MULTI("nbd", nbd_specs, &nnbd, 2),
         ARGS_OPT_VALUE("control", &control),
         ARGS_OPT_VALUE("workers", &workers_s),
+        ARGS_OPT_VALUE("durability", &durability_s),
         CLI_COMMON_OPTS(ctx), ARGS_OPT_END,
     };
     struct args a;
@@ -229,6 +230,13 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
             return cli_usage_error(ctx, "--workers: '%s' is not a number from 1 to 1024",
                                    workers_s);
         eo.workers = (unsigned)w;
+    }
+    enum pc_durability durability = PC_DURABILITY_STRICT;
+    if (durability_s) {
+        if (!strcmp(durability_s, "none"))
+            durability = PC_DURABILITY_NONE;
+        else if (strcmp(durability_s, "strict"))
+            return cli_usage_error(ctx, "--durability: '%s' is not strict or none", durability_s);
     }
     const char *dir = ctx->state_dir;
     if (nnbd == 0) {
@@ -273,7 +281,7 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
         ctl_log("cannot start the engine: %s", err.msg);
         goto out;
     }
-    if (ctl_state_load(e, dir, &st, &err) < 0) {
+    if (ctl_state_load(e, dir, durability, &st, &err) < 0) {
         ctl_log("%s", err.msg);
         goto out;
     }

@@ -63,7 +63,12 @@ struct ctl_state {
     json_t           *skipped_maps;
     json_t           *skipped_why;   /* {name: reason} for status */
     struct timespec   started;       /* CLOCK_MONOTONIC */
+    enum pc_durability durability;   /* for mappings created from now on */
 };
+
+/* DIR/meta/NAME.pcmeta: a mapping's metadata file (engine/meta.h). */
+#define CTL_META_DIR "meta"
+void ctl_meta_path(const struct ctl_state *st, const char *map, char *out, size_t len);
 
 /* state.c */
 /* Fill err (when not NULL) and return code. */

@@ -109,6 +109,9 @@ static json_t *map_json(struct pc_map *m)
     json_object_set_new(j, "start_hold_ns", json_integer((json_int_t)i.start_hold_ns));
     json_object_set_new(j, "started_at", i.start_ns ? json_string(when) : json_null());
     json_object_set_new(j, "incremental", json_boolean(i.incremental));
+    json_object_set_new(j, "durability", json_string(!i.persistent ? "memory"
+                            : i.durability == PC_DURABILITY_NONE ? "none" : "strict"));
+    json_object_set_new(j, "invalid", i.invalid[0] ? json_string(i.invalid) : json_null());
     return j;
 }
 
@@ -311,6 +314,18 @@ static int m_map_create(struct ctl_call *c)
         r = fail(c, -ENOMEM, "out of memory creating a mapping");
         goto out;
     }
+    /* The metadata file is named after the mapping, so the name comes first. */
+    char auto_name[64], meta[PATH_MAX];
+    if (!o.name) {
+        unsigned i = 0;
+        do
+            snprintf(auto_name, sizeof auto_name, "fcmap%u", i++);
+        while (ctl_map_find_locked(st, auto_name) || pc_map_find(st->e, auto_name));
+        o.name = auto_name;
+    }
+    ctl_meta_path(st, o.name, meta, sizeof meta);
+    o.meta_path = meta;
+    o.durability = st->durability;
     o.source = s->v;
     o.target = t->v;
     r = pc_map_create(st->e, &o, &m, &c->err);
@@ -461,6 +476,12 @@ static int m_map_delete(struct ctl_call *c)
         }
         ctl_log("mapping %s deleted%s", name, force ? " (forced)" : "");
         save_locked(st);
+        /* After the catalogue forgot it: a crash in between leaves a stray
+         * file, never a mapping without its metadata. */
+        char meta[PATH_MAX];
+        ctl_meta_path(st, name, meta, sizeof meta);
+        if (unlink(meta) < 0 && errno != ENOENT)
+            ctl_log("mapping %s: cannot remove %s: %s", name, meta, strerror(errno));
         c->result = json_pack("{s:s, s:b}", "name", name, "deleted", 1);
         free(cm);
     }

@@ -101,13 +101,14 @@ struct ctl_state;
 
 /*
  * Read DIR/pitcopy.json (a missing file is an empty state), open the volumes
- * and recreate the mappings in e.  A volume whose file is missing or has the
+ * and recreate the mappings in e — each from its metadata file in DIR/meta/
+ * (state, progress, place in its chain), then resume their work.  A volume whose file is missing or has the
  * wrong size is skipped with a log line, and so are its mappings; skipped
  * entries stay in the file for the next start.  Fails (-errno, err) only
  * when the file exists and cannot be read or parsed.
  */
-int  ctl_state_load(struct pc_engine *e, const char *dir, struct ctl_state **out,
-                    struct pc_error *err);
+int  ctl_state_load(struct pc_engine *e, const char *dir, enum pc_durability durability,
+                    struct ctl_state **out, struct pc_error *err);
 /* Write DIR/pitcopy.json now: temp file, fsync, rename, fsync of DIR. */
 int  ctl_state_save(struct ctl_state *st, struct pc_error *err);
 /* Save if a mapping changed state on its own (a copy completed) since the last save. */

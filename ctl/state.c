@@ -16,12 +16,14 @@
  *
  * Invariants
  *   S3 (internal.h) — the file is replaced only whole.
- *   S4  The split bitmap is not persisted yet.  So a mapping comes back
- *       idle_or_copied (complete as recorded) when it was idle_or_copied,
- *       or when its target held a whole image (complete) while copying or
- *       stopping; otherwise — preparing, prepared, copying, stopping,
- *       stopped, suspended — it comes back stopped: its target holds an
- *       incomplete image.
+ *   S4  A mapping's state and split bitmap live in its metadata file,
+ *       DIR/meta/NAME.pcmeta (engine/meta.c), not here: the "state" field
+ *       is informational.  The file is created before the mapping is
+ *       saved here and removed after it is forgotten, so a crash leaves at
+ *       worst a stray file, never a mapping without one.  A mapping listed
+ *       with no file (saved by a version before 0.5) comes back as that
+ *       version restored it: idle_or_copied when its copy was complete or
+ *       it was idle, else stopped (an incomplete image).
  *
  * Context
  *   Load and free: the daemon's main thread, before and after the server
@@ -38,6 +40,11 @@
 #include <unistd.h>
 
 #include "ctl/internal.h"
+
+void ctl_meta_path(const struct ctl_state *st, const char *map, char *out, size_t len)
+{
+    snprintf(out, len, "%s/%s/%s.pcmeta", st->dir, CTL_META_DIR, map);
+}
 
 void ctl_log(const char *fmt, ...)
 {
@@ -393,6 +400,11 @@ static void load_mapping(struct ctl_state *st, json_t *entry)
     o.grain_size = (uint32_t)json_integer_value(grain);
     o.incremental = incr && json_is_true(incr);
     bool whole = json_is_true(complete);
+    char meta[PATH_MAX];
+    ctl_meta_path(st, name, meta, sizeof meta);
+    o.meta_path = meta;
+    o.durability = st->durability;
+    o.recover = access(meta, F_OK) == 0;
     /* S4 */
     if (was == PC_MAP_IDLE_OR_COPIED ||
         (whole && (was == PC_MAP_COPYING || was == PC_MAP_STOPPING))) {
@@ -415,18 +427,22 @@ static void load_mapping(struct ctl_state *st, json_t *entry)
     snprintf(cm->source, sizeof cm->source, "%s", src);
     snprintf(cm->target, sizeof cm->target, "%s", tgt);
     cm->m = m;
-    cm->saved_state = (int)o.initial_state;
-    cm->saved_complete = o.initial_state == PC_MAP_IDLE_OR_COPIED && whole;
+    struct pc_map_info info;
+    pc_map_info(m, &info);
+    cm->saved_state = (int)info.state;
+    cm->saved_complete = info.complete;
     cm->saved_grain = o.grain_size;
     cm->saved_copy_rate = o.copy_rate;
     cm->saved_clean_rate = o.clean_rate;
     cm->saved_incremental = o.incremental;
     cm->next = st->maps;
     st->maps = cm;
-    if (o.initial_state == PC_MAP_STOPPED && was != PC_MAP_STOPPED)
-        ctl_log("mapping %s was %s; it comes back stopped: the split bitmap is not "
-                "persisted yet, so target %s holds an incomplete image (prepare and "
-                "start the mapping again)", name, state, tgt);
+    if (o.recover)
+        ;                         /* the engine logged what it recovered, or why not */
+    else if (o.initial_state == PC_MAP_STOPPED && was != PC_MAP_STOPPED)
+        ctl_log("mapping %s was %s; it comes back stopped: it has no metadata file %s, "
+                "so target %s holds an incomplete image (prepare and start the mapping "
+                "again)", name, state, meta, tgt);
     else if (was != o.initial_state)
         ctl_log("mapping %s was %s with its copy complete; it comes back idle_or_copied",
                 name, state);
@@ -461,8 +477,8 @@ void ctl_state_free(struct ctl_state *st)
     free(st);
 }
 
-int ctl_state_load(struct pc_engine *e, const char *dir, struct ctl_state **out,
-                   struct pc_error *err)
+int ctl_state_load(struct pc_engine *e, const char *dir, enum pc_durability durability,
+                   struct ctl_state **out, struct pc_error *err)
 {
     char path[PATH_MAX];
     json_error_t jerr;
@@ -483,7 +499,14 @@ int ctl_state_load(struct pc_engine *e, const char *dir, struct ctl_state **out,
     pthread_mutex_init(&st->lock, NULL);
     pthread_cond_init(&st->idle, NULL);
     st->e = e;
+    st->durability = durability;
     clock_gettime(CLOCK_MONOTONIC, &st->started);
+    snprintf(path, sizeof path, "%s/%s", dir, CTL_META_DIR);
+    if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+        r = -errno;
+        ctl_error_set(err, r, "cannot create %s: %s", path, strerror(-r));
+        goto fail;
+    }
 
     snprintf(path, sizeof path, "%s/%s", dir, CTL_STATE_FILE);
     FILE *f = fopen(path, "re");
@@ -522,6 +545,7 @@ int ctl_state_load(struct pc_engine *e, const char *dir, struct ctl_state **out,
         load_mapping(st, entry);
     pthread_mutex_unlock(&st->lock);
     json_decref(root);
+    pc_engine_resume(e);          /* every chain is whole now */
     ctl_log("state: %u volumes and %u mappings from %s (%zu skipped)",
             ctl_state_volumes(st), ctl_state_mappings(st), path,
             json_array_size(st->skipped_vols) + json_array_size(st->skipped_maps));

@@ -20,6 +20,8 @@
  *   I1  A bit is set only after the data it vouches for is written, and
  *       (except by a source write's own copy) while its grain's busy slot
  *       is owned.  Bits are never cleared while the mapping is in a chain.
+ *       With durable metadata the bit is set only once the data and the
+ *       journal record are durable (meta.c D1), still under the slot.
  *   I2  A source write to g is issued only once lookup(m, g) != S for the
  *       newest non-stopping mapping m: the old contents are in a target
  *       before the source changes.  Fast path: B_{n-1}[g] set — one bit test
@@ -341,12 +343,42 @@ void volume_hold_release(struct pc_volume *v)
  * (I1), then runs done.  Consecutive grains from one volume share one I/O.
  */
 
+/* The committer made the bits durable and set them (meta.c D1). */
+static void gop_commit_done(struct meta_req *rq)
+{
+    struct gop *g = (struct gop *)((char *)rq - __builtin_offsetof(struct gop, mrq));
+    if (rq->err && !g->err)
+        g->err = rq->err;
+    g->done(g);
+}
+
+/* Hand the bits of mask to the committer; false when the mapping keeps no
+ * durable metadata and the caller sets them itself. */
+static bool gop_commit(struct gop *g, struct pc_map *m, struct pc_volume *data,
+                       uint64_t mask)
+{
+    if (!meta_strict(m))
+        return false;
+    struct meta_req *rq = &g->mrq;
+    rq->m = m;
+    rq->data_fd = data->fd;
+    rq->g0 = g->g0;
+    rq->mask = mask;
+    rq->ng = g->ng;
+    rq->w = g->w;
+    rq->done = gop_commit_done;
+    meta_commit(rq);
+    return true;
+}
+
 static void gop_write_done(struct io_req *req, int res)
 {
     struct gop *g = req->priv;
     if (res < 0 && !g->err)
         g->err = res;
     if (--g->pending)
+        return;
+    if (!g->err && gop_commit(g, g->copy_to_map, g->copy_to, g->copy_mask))
         return;
     if (!g->err) {
         /* I1: the data is on the target; now the bits may say so. */
@@ -678,10 +710,14 @@ static void twrite_slice(const struct gop *g, uint64_t *s, uint64_t *e)
 static void twrite_slice_done(struct io_req *req, int res)
 {
     struct gop *g = req->priv;
-    if (res < 0)
+    if (res < 0) {
         g->err = res;
-    else if (g->need_self)
+    } else if (g->need_self) {
+        g->done = grain_op_done;
+        if (gop_commit(g, g->c->maps[g->k], g->parent->vol, 1))
+            return;
         (void)bitmap_test_and_set(g->c->maps[g->k]->bits, g->g0, &g->err);   /* I1 */
+    }
     grain_op_done(g);
 }
 

@@ -248,6 +248,12 @@ int pc_engine_create(const struct pc_engine_opts *opts, struct pc_engine **out,
         pc_engine_destroy(e);
         return r;
     }
+    r = meta_committer_start(e);
+    if (r < 0) {
+        pc_error_set(err, r, "cannot start the engine's committer thread: %s", strerror(-r));
+        pc_engine_destroy(e);
+        return r;
+    }
     *out = e;
     return 0;
 
@@ -274,6 +280,7 @@ void pc_engine_destroy(struct pc_engine *e)
         return;
     /* Mappings first: their background drivers run on the workers. */
     map_teardown_all(e);
+    meta_committer_stop(e);
     while (e->volumes)
         pc_volume_close(e->volumes, NULL);
 

@@ -59,6 +59,27 @@
 
 struct gop;
 struct seg;
+struct pc_map;
+struct pc_worker;
+
+/*
+ * A request to make split bits durable (D1): the grains g0+i for the bits i
+ * of mask, whose data is on data_fd.  done runs on w once the bits are
+ * durable and set (err 0), or with err and the bits still clear.
+ */
+struct meta_req {
+    struct pc_map      *m;
+    int                 data_fd;
+    uint64_t            g0;
+    uint64_t            mask;
+    uint32_t            ng;
+    int                 err;
+    struct pc_worker   *w;
+    void              (*done)(struct meta_req *rq);
+    struct io_msg       msg;
+    struct meta_req    *next, *next_in_map;
+};
+
 
 /* ------------------------------------------------------------- engine.c */
 
@@ -114,6 +135,7 @@ struct pc_engine {
     } janitor;
 
     struct busy_table  *busy;
+    struct committer   *committer;       /* meta.c: durable split bits */
     char                backend_name[8];
 };
 
@@ -189,7 +211,10 @@ struct pc_map {
     bool                incremental;
     struct bitmap      *bits;           /* split bitmap; replaced only at start */
     uint64_t            start_hold_ns, start_realtime_ns;
+    uint64_t            start_seq;      /* order in the chain, persisted (meta.c) */
     struct bgcopy      *bg;             /* the worker-side driver (bgcopy.c) */
+    struct meta        *meta;           /* persistent metadata, or NULL (meta.c) */
+    char                invalid[256];   /* why a restart could not vouch for the target */
     bool                deleted;
 };
 
@@ -290,6 +315,7 @@ struct gop {
     void              (*after_read)(struct gop *g);  /* NULL: write copy_mask */
     void              (*done)(struct gop *g);
     void               *driver;     /* bgcopy.c */
+    struct meta_req     mrq;        /* making the bits durable (meta.c) */
     struct gop         *free_next;
     struct io_req       req[GOP_MAX_GRAINS];
 };
@@ -319,6 +345,30 @@ void bgcopy_kick(struct pc_map *m);        /* (re)start the driver; any thread *
 void bgcopy_pause(struct pc_map *m);       /* no extent runs after this returns (control) */
 void bgcopy_free(struct pc_map *m);        /* pause and free the driver (control) */
 uint64_t bgcopy_bytes(const struct pc_map *m);
+
+/* --------------------------------------------------------------- meta.c */
+
+/* What a recovery found (meta_recover). */
+struct meta_recovered {
+    enum pc_map_state state;
+    bool     complete, in_chain, clean;
+    uint64_t gen, start_seq, start_realtime_ns, start_hold_ns;
+    int      copy_rate, clean_rate;
+    uint64_t replayed;              /* journal blocks replayed */
+};
+
+int  meta_create(struct pc_map *m, const char *path, bool strict, struct pc_error *err);
+int  meta_recover(struct pc_map *m, const char *path, bool strict, struct meta_recovered *out,
+                  char *why, size_t whylen);
+int  meta_recovered_commit(struct pc_map *m);
+void meta_close(struct pc_map *m, bool clean);
+int  meta_write_state(struct pc_map *m);
+int  meta_start(struct pc_map *m, struct pc_error *err);
+bool meta_strict(const struct pc_map *m);
+const char *meta_path(const struct pc_map *m);
+void meta_commit(struct meta_req *rq);           /* worker thread */
+int  meta_committer_start(struct pc_engine *e);
+void meta_committer_stop(struct pc_engine *e);
 
 /* ----------------------------------------------------------------- rate.c */
 /* pc_rate_* are public. */

@@ -61,6 +61,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine/internal.h"
 
@@ -168,6 +169,7 @@ static int chain_remove_locked(struct pc_map *m)
                 c->maps[j++] = old->maps[i];
     }
     chain_publish_locked(src, NULL, c, m, false);
+    meta_write_state(m);            /* out of the chain, durably */
     return 0;
 }
 
@@ -203,6 +205,7 @@ void map_copy_complete(struct pc_engine *e, struct janitor_job *job)
         return;
     atomic_store(&m->complete, true);
     set_state_locked(m, PC_MAP_IDLE_OR_COPIED);
+    meta_write_state(m);
     chain_trim_locked(m->src);
 }
 
@@ -223,6 +226,7 @@ void map_clean_complete(struct pc_engine *e, struct janitor_job *job)
         set_state_locked(m, PC_MAP_PREPARED);
     else
         set_state_locked(m, atomic_load(&m->complete) ? PC_MAP_IDLE_OR_COPIED : PC_MAP_STOPPED);
+    meta_write_state(m);
     chain_trim_locked(m->src);
 }
 
@@ -242,6 +246,87 @@ static int grain_shift_of(uint32_t grain)
     if (grain < PC_GRAIN_MIN || grain > PC_GRAIN_MAX || (grain & (grain - 1)))
         return -1;
     return __builtin_ctz(grain);
+}
+
+/*
+ * A recovered mapping rejoins its source's chain at its place by start
+ * sequence (the daemon recreates mappings in any order).  Nothing runs on
+ * the chain yet: pc_engine_resume starts copies and cleaning once every
+ * mapping is back.
+ */
+static int chain_rejoin_locked(struct pc_map *m)
+{
+    struct pc_volume *src = m->src;
+    struct chain *old = atomic_load(&src->chain);
+    unsigned n = old ? old->n : 0, j = 0;
+    struct chain *c = chain_alloc(n + 1, m->grain_shift);
+    if (!c)
+        return -ENOMEM;
+    for (unsigned i = 0; i < n; i++) {
+        if (j == i && old->maps[i]->start_seq > m->start_seq)
+            c->maps[j++] = m;
+        c->maps[j++] = old->maps[i];
+    }
+    if (j == n)
+        c->maps[j++] = m;
+    int s = map_state(m);
+    chain_publish_locked(src, NULL, c, m, false);
+    atomic_store(&m->in_chain, true);
+    set_state_locked(m, (enum pc_map_state)s);
+    return 0;
+}
+
+/* Create or recover m's metadata file (pc_map_opts.meta_path). */
+static int map_meta_open_locked(struct pc_map *m, const struct pc_map_opts *o, bool *rejoin,
+                                struct pc_error *err)
+{
+    bool strict = o->durability != PC_DURABILITY_NONE;
+    struct meta_recovered rec;
+    char why[200];
+
+    if (!o->recover)
+        return meta_create(m, o->meta_path, strict, err);
+    if (meta_recover(m, o->meta_path, strict, &rec, why, sizeof why) == 0) {
+        atomic_store(&m->state, rec.state);
+        atomic_store(&m->complete, rec.complete);
+        atomic_store(&m->copy_rate, rec.copy_rate);
+        atomic_store(&m->clean_rate, rec.clean_rate);
+        m->start_seq = rec.start_seq;
+        m->start_realtime_ns = rec.start_realtime_ns;
+        m->start_hold_ns = rec.start_hold_ns;
+        *rejoin = rec.in_chain;
+        if (rec.in_chain && rec.state != PC_MAP_COPYING && rec.state != PC_MAP_STOPPING &&
+            rec.state != PC_MAP_IDLE_OR_COPIED)
+            *rejoin = false;
+        int r = meta_recovered_commit(m);
+        if (r < 0) {
+            pc_error_set(err, r, "mapping %s: cannot write its metadata %s: %s",
+                         m->name, o->meta_path, strerror(-r));
+            meta_close(m, false);
+            return r;
+        }
+        pc_log("mapping %s: recovered %s%s from %s (%llu grains split, %llu journal blocks "
+               "replayed)", m->name, pc_map_state_name(rec.state),
+               rec.complete ? ", copy complete" : "", o->meta_path,
+               (unsigned long long)bitmap_count(m->bits), (unsigned long long)rec.replayed);
+        return 0;
+    }
+    /* The file cannot vouch for the target: keep it for inspection, start a
+     * fresh one, and bring the mapping back stopped with its target offline. */
+    char aside[4200];
+    snprintf(aside, sizeof aside, "%s.corrupt", o->meta_path);
+    if (access(o->meta_path, F_OK) == 0 && rename(o->meta_path, aside) < 0) {
+        int r = -errno;
+        pc_error_set(err, r, "mapping %s: %s; and cannot move it aside: %s",
+                     m->name, why, strerror(-r));
+        return r;
+    }
+    snprintf(m->invalid, sizeof m->invalid, "%s", why);
+    pc_log("mapping %s: cannot vouch for target %s: %s; it comes back stopped (target "
+           "offline), the old metadata kept as %s", m->name, m->tgt->name, why, aside);
+    atomic_store(&m->state, PC_MAP_STOPPED);
+    atomic_store(&m->complete, false);
+    return meta_create(m, o->meta_path, strict, err);
 }
 
 int pc_map_create(struct pc_engine *e, const struct pc_map_opts *o,
@@ -355,10 +440,25 @@ int pc_map_create(struct pc_engine *e, const struct pc_map_opts *o,
     atomic_store(&m->copy_rate, copy_rate);
     atomic_store(&m->clean_rate, clean_rate);
     m->incremental = o->incremental;
+    bool rejoin = false;
+    if (o->meta_path) {
+        r = map_meta_open_locked(m, o, &rejoin, err);
+        if (r < 0) {
+            bitmap_destroy(m->bits);
+            free(m);
+            goto out;
+        }
+    }
     atomic_store(&t->tgt_map, m);
     s->nmaps_as_source++;
     m->next = e->maps;
     e->maps = m;
+    if (rejoin && chain_rejoin_locked(m) < 0) {
+        /* Cannot happen short of memory: the mapping stays, offline. */
+        snprintf(m->invalid, sizeof m->invalid, "out of memory rejoining its source's chain");
+        set_state_locked(m, PC_MAP_STOPPED);
+        atomic_store(&m->complete, false);
+    }
     assert(map_check(m));
     if (out)
         *out = m;
@@ -390,6 +490,7 @@ static void begin_stop_locked(struct pc_map *m, enum pc_map_state s)
 {
     atomic_store(&m->frozen, false);
     set_state_locked(m, s);
+    meta_write_state(m);       /* a restart resumes the cleaning */
     srcu_sync(m->e);
     atomic_store(&m->frozen, true);
     atomic_fetch_add(&m->gen, 1);      /* the walk starts from grain 0 */
@@ -462,13 +563,30 @@ int pc_map_start(struct pc_map *m, struct pc_error *err)
         c->maps[i] = old->maps[i];
     c->maps[c->n - 1] = m;
 
+    /* The chain's order survives a restart (meta.c): a start sequence above
+     * every older mapping's, whatever the clock does. */
+    uint64_t seq = now_ns(CLOCK_REALTIME);
+    if (old && old->n && old->maps[old->n - 1]->start_seq >= seq)
+        seq = old->maps[old->n - 1]->start_seq + 1;
+    uint64_t prev_seq = m->start_seq, prev_rt = m->start_realtime_ns;
+    m->start_seq = seq;
+    m->start_realtime_ns = now_ns(CLOCK_REALTIME);
+    /* D2: the new generation is durable before the chain changes. */
+    r = meta_start(m, err);
+    if (r < 0) {
+        m->start_seq = prev_seq;
+        m->start_realtime_ns = prev_rt;
+        bitmap_destroy(fresh);
+        free(c);
+        goto out;
+    }
     /* The target is offline while prepared, so nothing reads m->bits. */
     old_bits = m->bits;
     m->bits = fresh;
     atomic_store(&m->complete, false);
     atomic_fetch_add(&m->gen, 1);
-    m->start_realtime_ns = now_ns(CLOCK_REALTIME);
     m->start_hold_ns = chain_publish_locked(src, m->tgt, c, m, true);
+    m->invalid[0] = 0;             /* a fresh point in time needs no vouching */
     bitmap_destroy(old_bits);      /* after publish's grace period */
     assert(map_check(m));
     bgcopy_kick(m);
@@ -493,6 +611,7 @@ int pc_map_stop(struct pc_map *m, struct pc_error *err)
         break;
     case PC_MAP_PREPARED:
         set_state_locked(m, PC_MAP_STOPPED);
+        meta_write_state(m);
         break;
     default:
         r = -EINVAL;
@@ -541,6 +660,7 @@ int pc_map_delete(struct pc_map *m, bool force, struct pc_error *err)
 
     bgcopy_free(m);                /* pauses: includes a grace period */
     srcu_sync(e);
+    meta_close(m, false);          /* the caller removes the file */
     bitmap_destroy(m->bits);
     m->bits = NULL;
     /* Janitor jobs queued for m may still run; they find m->deleted.  The
@@ -577,6 +697,7 @@ void map_teardown_all(struct pc_engine *e)
     while (e->maps) {
         struct pc_map *m = e->maps;
         e->maps = m->next;
+        meta_close(m, true);            /* an orderly shutdown (meta.c D5) */
         atomic_store(&m->in_chain, false);
         bitmap_destroy(m->bits);
         m->bits = NULL;
@@ -584,6 +705,30 @@ void map_teardown_all(struct pc_engine *e)
         e->graveyard = m;
     }
     pthread_cond_broadcast(&e->state_cond);
+    pthread_mutex_unlock(&e->ctl_lock);
+}
+
+/* Recovered mappings take up their work once every chain is whole. */
+void pc_engine_resume(struct pc_engine *e)
+{
+    pthread_mutex_lock(&e->ctl_lock);
+    for (struct pc_map *m = e->maps; m; m = m->next) {
+        switch (map_state(m)) {
+        case PC_MAP_COPYING:
+            bgcopy_kick(m);
+            break;
+        case PC_MAP_STOPPING:
+            /* Its bits are frozen (nothing has run since the restart). */
+            atomic_store(&m->frozen, true);
+            atomic_fetch_add(&m->gen, 1);
+            bgcopy_kick(m);
+            break;
+        default:
+            break;
+        }
+    }
+    for (struct pc_map *m = e->maps; m; m = m->next)
+        chain_trim_locked(m->src);
     pthread_mutex_unlock(&e->ctl_lock);
 }
 
@@ -600,6 +745,7 @@ int pc_map_set_copy_rate(struct pc_map *m, int rate, struct pc_error *err)
     atomic_store(&m->copy_rate, rate);
     atomic_fetch_add(&m->gen, 1);
     bgcopy_kick(m);
+    meta_write_state(m);
     pthread_mutex_unlock(&m->e->ctl_lock);
     return 0;
 }
@@ -614,6 +760,7 @@ int pc_map_set_clean_rate(struct pc_map *m, int rate, struct pc_error *err)
     atomic_store(&m->clean_rate, rate);
     atomic_fetch_add(&m->gen, 1);
     bgcopy_kick(m);
+    meta_write_state(m);
     pthread_mutex_unlock(&m->e->ctl_lock);
     return 0;
 }
@@ -634,6 +781,9 @@ int pc_map_info(struct pc_map *m, struct pc_map_info *info)
     info->complete = atomic_load(&m->complete);
     info->start_hold_ns = m->start_hold_ns;
     info->start_ns = m->start_realtime_ns;
+    info->persistent = m->meta != NULL;
+    info->durability = meta_strict(m) || !m->meta ? PC_DURABILITY_STRICT : PC_DURABILITY_NONE;
+    snprintf(info->invalid, sizeof info->invalid, "%s", m->invalid);
 
     bool fresh = info->state == PC_MAP_IDLE_OR_COPIED && !info->complete &&
                  !atomic_load(&m->in_chain);

@@ -77,6 +77,9 @@ int  pc_engine_create(const struct pc_engine_opts *opts, struct pc_engine **out,
  */
 void pc_engine_destroy(struct pc_engine *e);
 unsigned pc_engine_workers(const struct pc_engine *e);
+/* After recreating mappings from their metadata (pc_map_opts.recover):
+ * resume their background copies and cleaning, now that every chain is whole. */
+void pc_engine_resume(struct pc_engine *e);
 const char *pc_engine_io_backend(const struct pc_engine *e);
 struct pc_worker *pc_engine_worker(struct pc_engine *e, unsigned idx);
 /* The worker the calling thread runs, or NULL on a non-worker thread. */
@@ -188,6 +191,12 @@ enum pc_map_state {
     PC_MAP_SUSPENDED,
 };
 
+/* What a mapping's split bits survive (pc_map_opts.durability). */
+enum pc_durability {
+    PC_DURABILITY_STRICT = 0,   /* every bit durable before the write it allows */
+    PC_DURABILITY_NONE,         /* no metadata syncs: a crash invalidates the mapping */
+};
+
 struct pc_map_opts {
     const char       *name;          /* unique; NULL → "fcmapN" */
     struct pc_volume *source;
@@ -204,6 +213,20 @@ struct pc_map_opts {
      */
     enum pc_map_state initial_state; /* PC_MAP_IDLE_OR_COPIED or PC_MAP_STOPPED */
     bool              initial_complete;
+    /*
+     * Persistent metadata (engine/meta.h): a file holding the mapping's
+     * state and split bitmap, so a restart finds both.  NULL: none (the
+     * bitmap lives in memory only and initial_state applies).  With recover,
+     * the file must exist and the mapping comes back as it says — state,
+     * progress, place in its source's chain; a file that cannot be trusted
+     * (corrupt, torn, durability none after a crash) is renamed to
+     * PATH.corrupt, and the mapping comes back stopped, its target offline,
+     * with pc_map_info().invalid saying why.  Call pc_engine_resume() once
+     * every mapping is recreated.
+     */
+    const char       *meta_path;
+    enum pc_durability durability;
+    bool              recover;
 };
 
 struct pc_map_info {
@@ -224,6 +247,9 @@ struct pc_map_info {
     uint64_t          grains_to_clean;    /* what a stop would copy to the next older target */
     uint64_t          start_hold_ns;      /* how long the last start held writes */
     uint64_t          start_ns;           /* CLOCK_REALTIME of the last start, 0 = never */
+    bool              persistent;         /* has a metadata file */
+    enum pc_durability durability;
+    char              invalid[256];       /* why a restart could not vouch for the target, or "" */
 };
 
 int  pc_map_create(struct pc_engine *e, const struct pc_map_opts *opts,

@@ -33,6 +33,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "io/fault.h"
+#define PC_IO_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #include "io/internal.h"
 
 void io_log(const char *fmt, ...)
@@ -270,6 +272,11 @@ void io_loop_submit(struct io_loop *l, struct io_req *req)
         }
         return;
     }
+    int fr = io_fault_check(req->fd, req->op, req->off, req->len);
+    if (PC_IO_UNLIKELY(fr < 0)) {
+        loop_defer_failure(l, req, fr);                 /* an injected fault (fault.h) */
+        return;
+    }
     if (l->pend_head || l->in_kernel >= l->depth) {
         req_append(&l->pend_head, &l->pend_tail, req);   /* FIFO behind older ones */
         return;
@@ -282,6 +289,8 @@ static void loop_finish(struct io_loop *l, struct io_req *req, int res)
     assert(l->inflight > 0);
     l->inflight--;
     l->ncallbacks++;
+    if (req->op != IO_OP_POLL)
+        io_fault_done(req->fd, req->op, req->off, req->len, res);
     req->done(req, res);
 }
 

@@ -1,0 +1,842 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine/meta.c — persistent split bitmaps: superblock, journal, pages, and
+ * the committer thread that makes bits durable in groups.
+ *
+ * Role
+ *   A mapping opened with a metadata file (pc_map_opts.meta_path) keeps its
+ *   state and split bitmap there (format: meta.h), so a restart recovers
+ *   every mapping as it was, progress included.  The data path never
+ *   writes metadata itself: it hands a grain operation whose data is
+ *   written to meta_commit(), and the committer thread makes it durable —
+ *   fdatasync the target files written, append one journal block per
+ *   mapping, fdatasync the metadata file — and only then sets the bits in
+ *   memory and resumes the operation on its worker.  Many operations share
+ *   one round (group commit).  This metadata is kept apart from the I/O
+ *   path the way dm-clone keeps its own: the workers never wait on it.
+ *
+ * The rule (DESIGN.md, "Durability and crash consistency")
+ *   D1  A bit is set in memory only once the data it vouches for and the
+ *       journal block that records it are durable.  So every bit a reader,
+ *       a source write's fast path (cow.c I2) or a checkpoint can see is
+ *       already durable, and a source write — which waits for its
+ *       copy-on-write's bit — reaches the disk only after the old contents
+ *       and the bit saying where they went.
+ *   D2  A start makes the new generation durable (superblock) before the
+ *       chain changes; journal blocks and pages of other generations are
+ *       ignored, which is how a start clears the bits on disk without
+ *       writing them.
+ *   D3  Journal blocks are written one per mapping per round, each only
+ *       after the previous round's fdatasync: so on recovery a valid block
+ *       after a missing one means corruption, not a crash.
+ *   D4  A checkpoint writes every page dirtied since the last one to the
+ *       slot not holding its newest valid copy, syncs, and only then moves
+ *       the superblock's ckpt_seq past the journal it replaces.  A crash
+ *       in between leaves the old slot and the journal: nothing is lost.
+ *       The journal is checkpointed before the ring would overwrite a
+ *       block at or after ckpt_seq.
+ *   D5  With durability none nothing is journalled; only an orderly
+ *       shutdown (meta_close with clean) writes the pages and the CLEAN
+ *       flag, and any other write of the superblock clears it.  Recovery
+ *       trusts such a file only when CLEAN is set.
+ *
+ * Locking
+ *   meta->lock guards the superblock image, the journal position, the page
+ *   slots and the dirty set.  Taken by the committer and by control calls
+ *   (state changes); never by workers.  Never held across a wait for
+ *   anything but the metadata file's own I/O.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "engine/internal.h"
+#include "engine/meta.h"
+#include "io/fault.h"
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "metadata is little-endian");
+
+struct meta {
+    struct pc_map  *m;
+    int             fd;
+    char            path[PATH_MAX];
+    bool            strict;
+    pthread_mutex_t lock;
+    struct meta_sb  sb;            /* as last written */
+    uint64_t        next_seq;      /* the next journal block */
+    uint64_t        npages;
+    uint8_t        *page_slot;     /* slot of each page's newest copy; 2 = none yet */
+    uint64_t       *dirty;         /* pages dirtied since the last checkpoint */
+    bool            any_dirty;
+    void           *block;         /* one aligned block for I/O (lock) */
+};
+
+/* ------------------------------------------------------------------------
+ * Blocks. */
+
+static uint64_t block_sum(const void *blk, size_t sum_off)
+{
+    /* xxh64 of the block with the checksum field taken as zero. */
+    XXH64_state_t *s = XXH64_createState();
+    static const uint64_t zero;
+    XXH64_reset(s, 0);
+    XXH64_update(s, blk, sum_off);
+    XXH64_update(s, &zero, sizeof zero);
+    XXH64_update(s, (const char *)blk + sum_off + 8, META_BLOCK - sum_off - 8);
+    uint64_t h = XXH64_digest(s);
+    XXH64_freeState(s);
+    return h;
+}
+
+#define SB_SUM_OFF   __builtin_offsetof(struct meta_sb, checksum)
+#define JB_SUM_OFF   __builtin_offsetof(struct meta_jblock, checksum)
+#define PG_SUM_OFF   __builtin_offsetof(struct meta_page, checksum)
+
+static int write_block(struct meta *md, uint64_t blockno, const void *blk)
+{
+    off_t off = (off_t)(blockno * META_BLOCK);
+    int r = io_fault_check(md->fd, IO_OP_WRITE, (uint64_t)off, META_BLOCK);
+    if (r < 0)
+        return r;
+    ssize_t n = pwrite(md->fd, blk, META_BLOCK, off);
+    if (n == (ssize_t)META_BLOCK)
+        return 0;
+    return n < 0 ? -errno : -EIO;
+}
+
+static int read_block(int fd, uint64_t blockno, void *blk)
+{
+    ssize_t n = pread(fd, blk, META_BLOCK, (off_t)(blockno * META_BLOCK));
+    if (n == (ssize_t)META_BLOCK)
+        return 0;
+    if (n >= 0) {                   /* past the end: reads as never written */
+        memset((char *)blk + n, 0, META_BLOCK - (size_t)n);
+        return 0;
+    }
+    return -errno;
+}
+
+static int sync_fd(int fd)
+{
+    int r = io_fault_check(fd, IO_OP_FDATASYNC, 0, 0);
+    if (r < 0)
+        return r;
+    return fdatasync(fd) < 0 ? -errno : 0;
+}
+
+static bool all_zero(const void *p, size_t n)
+{
+    const uint64_t *w = p;
+    for (size_t i = 0; i < n / 8; i++)
+        if (w[i])
+            return false;
+    return true;
+}
+
+/* ------------------------------------------------------------------------
+ * Superblock. */
+
+/* Persisted state: preparing and prepared change nothing on disk until the
+ * start (whose superblock comes first, D2), so they are recorded as the
+ * state they came from, which a restart can return to. */
+static uint32_t persisted_state(const struct pc_map *m)
+{
+    int s = map_state(m);
+    bool whole = atomic_load(&m->complete);
+    if (s == PC_MAP_PREPARING || s == PC_MAP_PREPARED)
+        return whole ? PC_MAP_IDLE_OR_COPIED : PC_MAP_STOPPED;
+    return (uint32_t)s;
+}
+
+static void sb_fill_locked(struct meta *md)
+{
+    struct pc_map *m = md->m;
+    struct meta_sb *sb = &md->sb;
+    sb->state = persisted_state(m);
+    sb->flags &= ~(META_F_COMPLETE | META_F_IN_CHAIN | META_F_CLEAN);
+    if (atomic_load(&m->complete))
+        sb->flags |= META_F_COMPLETE;
+    if (atomic_load(&m->in_chain) || map_state(m) == PC_MAP_COPYING ||
+        map_state(m) == PC_MAP_STOPPING)
+        sb->flags |= META_F_IN_CHAIN;
+    sb->copy_rate = atomic_load(&m->copy_rate);
+    sb->clean_rate = atomic_load(&m->clean_rate);
+    sb->start_hold_ns = m->start_hold_ns;
+    sb->start_realtime_ns = m->start_realtime_ns;
+    sb->start_seq = m->start_seq;
+}
+
+static int sb_write_locked(struct meta *md)
+{
+    md->sb.seq++;
+    md->sb.checksum = 0;
+    memset(md->block, 0, META_BLOCK);
+    memcpy(md->block, &md->sb, sizeof md->sb);
+    ((struct meta_sb *)md->block)->checksum = block_sum(md->block, SB_SUM_OFF);
+    int r = write_block(md, md->sb.seq & 1, md->block);
+    if (!r)
+        r = sync_fd(md->fd);
+    return r;
+}
+
+static bool sb_valid(const struct meta_sb *sb, const void *blk)
+{
+    return sb->magic == META_SB_MAGIC && sb->version == META_VERSION &&
+           sb->block_size == META_BLOCK && sb->checksum == block_sum(blk, SB_SUM_OFF);
+}
+
+/* ------------------------------------------------------------------------
+ * Pages and checkpoints. */
+
+static void mark_dirty_locked(struct meta *md, uint64_t first, uint64_t count)
+{
+    uint64_t p0 = first / META_PAGE_BITS, p1 = (first + count - 1) / META_PAGE_BITS;
+    for (uint64_t p = p0; p <= p1; p++)
+        md->dirty[p / 64] |= 1ull << (p % 64);
+    md->any_dirty = true;
+}
+
+/* D4.  all: every page holding a set bit, dirty or not (a clean shutdown
+ * of a mapping whose bits were never journalled, D5). */
+static int checkpoint_locked(struct meta *md, bool all)
+{
+    struct pc_map *m = md->m;
+    struct meta_page *pg = md->block;
+    uint64_t epoch = md->sb.ckpt_epoch + 1;
+    int r = 0;
+
+    if (all) {
+        for (uint64_t g = bitmap_find_next_set(m->bits, 0); g < m->grains;
+             g = bitmap_find_next_set(m->bits, (g / META_PAGE_BITS + 1) * META_PAGE_BITS))
+            mark_dirty_locked(md, g, 1);
+    }
+    for (uint64_t p = 0; md->any_dirty && p < md->npages && !r; p++) {
+        if (!(md->dirty[p / 64] & (1ull << (p % 64))))
+            continue;
+        memset(pg, 0, sizeof *pg);
+        pg->magic = META_PAGE_MAGIC;
+        pg->gen = md->sb.gen;
+        pg->epoch = epoch;
+        pg->index = p;
+        bitmap_get_words(m->bits, p * META_PAGE_WORDS, META_PAGE_WORDS, pg->words);
+        pg->checksum = block_sum(pg, PG_SUM_OFF);
+        unsigned slot = md->page_slot[p] == 0 ? 1 : 0;
+        r = write_block(md, META_PAGES_BLOCK + 2 * p + slot, pg);
+    }
+    if (!r)
+        r = sync_fd(md->fd);
+    if (r)
+        return r;
+    for (uint64_t p = 0; md->any_dirty && p < md->npages; p++)
+        if (md->dirty[p / 64] & (1ull << (p % 64)))
+            md->page_slot[p] = md->page_slot[p] == 0 ? 1 : 0;
+    memset(md->dirty, 0, ((md->npages + 63) / 64) * 8);
+    md->any_dirty = false;
+    md->sb.ckpt_epoch = epoch;
+    md->sb.ckpt_seq = md->next_seq;
+    return sb_write_locked(md);
+}
+
+/* ------------------------------------------------------------------------
+ * Create, open, close. */
+
+static struct meta *meta_alloc(struct pc_map *m, const char *path, bool strict)
+{
+    struct meta *md = calloc(1, sizeof *md);
+    if (!md)
+        return NULL;
+    md->m = m;
+    md->fd = -1;
+    md->strict = strict;
+    snprintf(md->path, sizeof md->path, "%s", path);
+    md->npages = (m->grains + META_PAGE_BITS - 1) / META_PAGE_BITS;
+    md->page_slot = malloc(md->npages ? md->npages : 1);
+    md->dirty = calloc((md->npages + 63) / 64 + 1, 8);
+    md->block = pc_buf_alloc_any(META_BLOCK);
+    if (!md->page_slot || !md->dirty || !md->block) {
+        free(md->page_slot);
+        free(md->dirty);
+        if (md->block)
+            pc_buf_free_any(md->block, META_BLOCK);
+        free(md);
+        return NULL;
+    }
+    memset(md->page_slot, 2, md->npages ? md->npages : 1);
+    pthread_mutex_init(&md->lock, NULL);
+    return md;
+}
+
+static void meta_free(struct meta *md)
+{
+    if (md->fd >= 0)
+        close(md->fd);
+    pthread_mutex_destroy(&md->lock);
+    free(md->page_slot);
+    free(md->dirty);
+    pc_buf_free_any(md->block, META_BLOCK);
+    free(md);
+}
+
+static int sync_dir_of(const char *path)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        slash[1] = 0;
+    else if (slash)
+        *slash = 0;
+    else
+        snprintf(dir, sizeof dir, ".");
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int r = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return r;
+}
+
+int meta_create(struct pc_map *m, const char *path, bool strict, struct pc_error *err)
+{
+    struct meta *md = meta_alloc(m, path, strict);
+    int r;
+    if (!md) {
+        pc_error_set(err, -ENOMEM, "out of memory for the metadata of mapping %s", m->name);
+        return -ENOMEM;
+    }
+    md->fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (md->fd < 0) {
+        r = -errno;
+        pc_error_set(err, r, "cannot create metadata file %s for mapping %s: %s",
+                     path, m->name, strerror(-r));
+        meta_free(md);
+        return r;
+    }
+    struct meta_sb *sb = &md->sb;
+    sb->magic = META_SB_MAGIC;
+    sb->version = META_VERSION;
+    sb->block_size = META_BLOCK;
+    if (getrandom(sb->map_uuid, sizeof sb->map_uuid, 0) != sizeof sb->map_uuid)
+        memset(sb->map_uuid, 0x5a, sizeof sb->map_uuid);
+    snprintf(sb->map_name, sizeof sb->map_name, "%s", m->name);
+    snprintf(sb->src_name, sizeof sb->src_name, "%s", m->src->name);
+    snprintf(sb->tgt_name, sizeof sb->tgt_name, "%s", m->tgt->name);
+    sb->src_size = m->src->size;
+    sb->tgt_size = m->tgt->size;
+    sb->grains = m->grains;
+    sb->grain_shift = m->grain_shift;
+    sb->journal_blocks = META_JOURNAL_BLOCKS;
+    sb->flags = strict ? META_F_STRICT : 0;
+    sb->ckpt_seq = md->next_seq = 1;
+    pthread_mutex_lock(&md->lock);
+    sb_fill_locked(md);
+    r = sb_write_locked(md);            /* seq 1: slot 1 */
+    if (!r)
+        r = sb_write_locked(md);        /* seq 2: slot 0, so both slots are ours */
+    pthread_mutex_unlock(&md->lock);
+    if (!r)
+        r = sync_dir_of(path);
+    if (r) {
+        pc_error_set(err, r, "cannot write metadata file %s for mapping %s: %s",
+                     path, m->name, strerror(-r));
+        meta_free(md);
+        unlink(path);
+        return r;
+    }
+    m->meta = md;
+    return 0;
+}
+
+/* Recovery: see meta.h and D1–D5.  Fills m's bits and out; on failure why
+ * names what is wrong, and m is left without metadata. */
+int meta_recover(struct pc_map *m, const char *path, bool strict, struct meta_recovered *out,
+                 char *why, size_t whylen)
+{
+    struct meta *md = meta_alloc(m, path, strict);
+    struct meta_sb best = { 0 };
+    bool have = false;
+    int r;
+
+    if (!md) {
+        snprintf(why, whylen, "out of memory");
+        return -ENOMEM;
+    }
+    md->fd = open(path, O_RDWR | O_CLOEXEC);
+    if (md->fd < 0) {
+        r = -errno;
+        snprintf(why, whylen, "cannot open %s: %s", path, strerror(-r));
+        goto fail;
+    }
+    /* Superblock: the valid slot with the higher seq. */
+    for (unsigned s = 0; s < 2; s++) {
+        if ((r = read_block(md->fd, s, md->block)) < 0) {
+            snprintf(why, whylen, "cannot read %s: %s", path, strerror(-r));
+            goto fail;
+        }
+        struct meta_sb *sb = md->block;
+        if (sb_valid(sb, md->block) && (!have || sb->seq > best.seq)) {
+            best = *sb;
+            have = true;
+        }
+    }
+    r = -EUCLEAN;
+    if (!have) {
+        snprintf(why, whylen, "%s: neither superblock slot is valid (bad magic or checksum)", path);
+        goto fail;
+    }
+    if (strcmp(best.map_name, m->name) || strcmp(best.src_name, m->src->name) ||
+        strcmp(best.tgt_name, m->tgt->name) || best.src_size != m->src->size ||
+        best.tgt_size != m->tgt->size || best.grain_shift != m->grain_shift ||
+        best.grains != m->grains || best.journal_blocks != META_JOURNAL_BLOCKS) {
+        snprintf(why, whylen, "%s belongs to mapping %s (%s -> %s, %llu bytes, %u KiB grains), "
+                 "not to this one", path, best.map_name, best.src_name, best.tgt_name,
+                 (unsigned long long)best.src_size, (1u << best.grain_shift) >> 10);
+        goto fail;
+    }
+    md->sb = best;
+    /* D5: without a journal only an orderly shutdown's pages can be trusted. */
+    bool needs_bits = (best.flags & META_F_IN_CHAIN) || best.state == PC_MAP_COPYING ||
+                      best.state == PC_MAP_STOPPING;
+    if (!(best.flags & META_F_STRICT) && !(best.flags & META_F_CLEAN) && needs_bits) {
+        snprintf(why, whylen, "durability was none and the daemon did not shut down cleanly: "
+                 "the split bitmap was not persisted");
+        goto fail;
+    }
+
+    /* Pages: the newest valid copy of each, if of this generation. */
+    for (uint64_t p = 0; p < md->npages; p++) {
+        struct meta_page pgs[2];
+        int newest = -1;
+        bool torn = false;
+        for (unsigned s = 0; s < 2; s++) {
+            if ((r = read_block(md->fd, META_PAGES_BLOCK + 2 * p + s, &pgs[s])) < 0) {
+                snprintf(why, whylen, "cannot read %s: %s", path, strerror(-r));
+                goto fail;
+            }
+            if (all_zero(&pgs[s], META_BLOCK))
+                continue;
+            if (pgs[s].magic != META_PAGE_MAGIC || pgs[s].index != p ||
+                pgs[s].checksum != block_sum(&pgs[s], PG_SUM_OFF)) {
+                /* Torn by a checkpoint that did not finish (D4) is harmless:
+                 * the journal still holds its bits.  Anything else is damage. */
+                if (!(pgs[s].magic == META_PAGE_MAGIC && pgs[s].index == p &&
+                      pgs[s].epoch > best.ckpt_epoch))
+                    torn = true;
+                continue;
+            }
+            if (newest < 0 || pgs[s].gen > pgs[newest].gen ||
+                (pgs[s].gen == pgs[newest].gen && pgs[s].epoch > pgs[newest].epoch))
+                newest = (int)s;
+        }
+        r = -EUCLEAN;
+        if (torn && (newest < 0 || pgs[newest].gen != best.gen || pgs[newest].epoch < best.ckpt_epoch)) {
+            snprintf(why, whylen, "bitmap page %llu (grains %llu-%llu) is corrupt in %s",
+                     (unsigned long long)p, (unsigned long long)(p * META_PAGE_BITS),
+                     (unsigned long long)((p + 1) * META_PAGE_BITS - 1), path);
+            goto fail;
+        }
+        if (newest < 0)
+            continue;
+        md->page_slot[p] = (uint8_t)newest;
+        if (pgs[newest].gen != best.gen)
+            continue;
+        const uint64_t *w = pgs[newest].words;
+        for (unsigned i = 0; i < META_PAGE_WORDS; i++) {
+            for (uint64_t bits = w[i]; bits;) {
+                unsigned b = (unsigned)__builtin_ctzll(bits);
+                unsigned e = b;
+                while (e < 64 && (bits >> e & 1))
+                    e++;
+                uint64_t first = (p * META_PAGE_WORDS + i) * 64 + b;
+                if (first < m->grains &&
+                    bitmap_set_range(m->bits, first,
+                                     (first + (e - b) > m->grains ? m->grains - first : e - b)) < 0) {
+                    r = -ENOMEM;
+                    snprintf(why, whylen, "out of memory rebuilding the bitmap");
+                    goto fail;
+                }
+                bits &= e == 64 ? 0 : ~0ull << e;
+            }
+        }
+    }
+
+    /* Journal: blocks ckpt_seq, ckpt_seq+1, … of this generation, in order
+     * (D3).  Blocks of other generations or older seqs are ignored. */
+    uint64_t max_seq = best.ckpt_seq ? best.ckpt_seq - 1 : 0, want = best.ckpt_seq;
+    uint64_t stray = 0;
+    struct meta_jblock *jb = malloc(sizeof *jb * META_JOURNAL_BLOCKS);
+    if (!jb) {
+        r = -ENOMEM;
+        snprintf(why, whylen, "out of memory reading the journal");
+        goto fail;
+    }
+    bool valid[META_JOURNAL_BLOCKS];
+    for (unsigned i = 0; i < META_JOURNAL_BLOCKS; i++) {
+        char blk[META_BLOCK] __attribute__((aligned(8)));
+        if ((r = read_block(md->fd, META_JOURNAL_BLOCK + i, blk)) < 0) {
+            free(jb);
+            snprintf(why, whylen, "cannot read %s: %s", path, strerror(-r));
+            goto fail;
+        }
+        memcpy(&jb[i], blk, sizeof jb[i]);
+        valid[i] = jb[i].magic == META_JOURNAL_MAGIC && jb[i].seq % META_JOURNAL_BLOCKS == i &&
+                   jb[i].nextents <= META_JOURNAL_EXTENTS &&
+                   jb[i].checksum == block_sum(blk, JB_SUM_OFF);
+        if (valid[i] && jb[i].seq > max_seq)
+            max_seq = jb[i].seq;
+    }
+    for (;;) {
+        unsigned i = (unsigned)(want % META_JOURNAL_BLOCKS);
+        if (!valid[i] || jb[i].seq != want || jb[i].gen != best.gen)
+            break;
+        for (uint32_t x = 0; x < jb[i].nextents; x++) {
+            uint64_t f = jb[i].ext[x].first, c = jb[i].ext[x].count;
+            if (c == 0 || f >= m->grains || c > m->grains - f) {
+                free(jb);
+                r = -EUCLEAN;
+                snprintf(why, whylen, "journal block %llu of %s lists grains past the volume's end",
+                         (unsigned long long)want, path);
+                goto fail;
+            }
+            if (bitmap_set_range(m->bits, f, c) < 0) {
+                free(jb);
+                r = -ENOMEM;
+                snprintf(why, whylen, "out of memory rebuilding the bitmap");
+                goto fail;
+            }
+            mark_dirty_locked(md, f, c);
+        }
+        want++;
+    }
+    for (unsigned i = 0; i < META_JOURNAL_BLOCKS; i++)
+        if (valid[i] && jb[i].gen == best.gen && jb[i].seq > want)
+            stray = jb[i].seq;
+    free(jb);
+    if (stray) {
+        r = -EUCLEAN;
+        snprintf(why, whylen, "journal block %llu of %s is missing or corrupt, but block %llu "
+                 "after it is valid", (unsigned long long)want, path, (unsigned long long)stray);
+        goto fail;
+    }
+    md->next_seq = max_seq + 1 > want ? max_seq + 1 : want;
+
+    out->state = (enum pc_map_state)best.state;
+    out->complete = best.flags & META_F_COMPLETE;
+    out->in_chain = best.flags & META_F_IN_CHAIN;
+    out->clean = best.flags & META_F_CLEAN;
+    out->gen = best.gen;
+    out->start_seq = best.start_seq;
+    out->start_realtime_ns = best.start_realtime_ns;
+    out->start_hold_ns = best.start_hold_ns;
+    out->copy_rate = best.copy_rate;
+    out->clean_rate = best.clean_rate;
+    out->replayed = want - best.ckpt_seq;
+    m->meta = md;
+    return 0;
+fail:
+    bitmap_clear_all(m->bits);
+    meta_free(md);
+    return r;
+}
+
+/* After recovery has set the mapping's fields: fold the journal into the
+ * pages and say, durably, that the file is in use (D5: not clean). */
+int meta_recovered_commit(struct pc_map *m)
+{
+    struct meta *md = m->meta;
+    pthread_mutex_lock(&md->lock);
+    md->sb.flags = (md->sb.flags & ~META_F_STRICT) | (md->strict ? META_F_STRICT : 0);
+    sb_fill_locked(md);
+    int r = checkpoint_locked(md, false);
+    pthread_mutex_unlock(&md->lock);
+    return r;
+}
+
+void meta_close(struct pc_map *m, bool clean)
+{
+    struct meta *md = m->meta;
+    if (!md)
+        return;
+    if (clean) {
+        /* D5: the data first, then the pages, then the flag. */
+        int r = sync_fd(m->tgt->fd);
+        pthread_mutex_lock(&md->lock);
+        sb_fill_locked(md);
+        if (!r)
+            r = checkpoint_locked(md, !md->strict);
+        if (!r) {
+            md->sb.flags |= META_F_CLEAN;
+            r = sb_write_locked(md);
+        }
+        pthread_mutex_unlock(&md->lock);
+        if (r)
+            pc_log("mapping %s: cannot write its metadata at shutdown (%s): %s",
+                   m->name, md->path, strerror(-r));
+    }
+    m->meta = NULL;
+    meta_free(md);
+}
+
+/* ------------------------------------------------------------------------
+ * State changes (control side). */
+
+int meta_write_state(struct pc_map *m)
+{
+    struct meta *md = m->meta;
+    if (!md)
+        return 0;
+    pthread_mutex_lock(&md->lock);
+    sb_fill_locked(md);
+    int r = sb_write_locked(md);
+    pthread_mutex_unlock(&md->lock);
+    if (r)
+        pc_log("mapping %s: cannot write its superblock (%s): %s",
+               m->name, md->path, strerror(-r));
+    return r;
+}
+
+/* D2: a new generation, durable before the chain changes.  The caller has
+ * set m's start fields and will publish the chain after this returns 0. */
+int meta_start(struct pc_map *m, struct pc_error *err)
+{
+    struct meta *md = m->meta;
+    if (!md)
+        return 0;
+    pthread_mutex_lock(&md->lock);
+    md->sb.gen++;
+    sb_fill_locked(md);
+    md->sb.state = PC_MAP_COPYING;
+    md->sb.flags = (md->sb.flags | META_F_IN_CHAIN) & ~META_F_COMPLETE;
+    md->sb.ckpt_seq = md->next_seq;
+    memset(md->dirty, 0, ((md->npages + 63) / 64) * 8);
+    md->any_dirty = false;
+    int r = sb_write_locked(md);
+    if (r)
+        md->sb.gen--;
+    pthread_mutex_unlock(&md->lock);
+    if (r)
+        pc_error_set(err, r, "mapping %s: cannot write its metadata (%s): %s; not started",
+                     m->name, md->path, strerror(-r));
+    return r;
+}
+
+bool meta_strict(const struct pc_map *m)
+{
+    return m->meta && m->meta->strict;
+}
+
+const char *meta_path(const struct pc_map *m)
+{
+    return m->meta ? m->meta->path : NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * The committer (D1, D3). */
+
+struct committer {
+    pthread_t        thread;
+    pthread_mutex_t  lock;
+    pthread_cond_t   cond;
+    struct meta_req *head, *tail;
+    bool             stop, running;
+};
+
+static void req_done_msg(struct io_msg *msg)
+{
+    struct meta_req *rq = msg->priv;
+    rq->done(rq);
+}
+
+/* One mapping's requests of this round: data, journal block, sync, bits. */
+static void commit_map(struct meta *md, struct meta_req *list, struct meta_req **rest)
+{
+    struct meta_jblock *jb = md->block;
+    struct meta_req *taken = NULL, **tp = &taken;
+    int fds[8], nfds = 0, r = 0;
+
+    pthread_mutex_lock(&md->lock);
+    memset(jb, 0, META_BLOCK);
+    /* Take what fits one block (D3); the rest waits for the next round. */
+    for (struct meta_req *rq = list, *next; rq; rq = next) {
+        next = rq->next_in_map;
+        unsigned need = (unsigned)__builtin_popcountll(rq->mask);
+        if (jb->nextents + need > META_JOURNAL_EXTENTS || (nfds == 8 && rq->data_fd >= 0)) {
+            rq->next = *rest;
+            *rest = rq;
+            continue;
+        }
+        for (uint32_t i = 0; i < rq->ng; i++) {
+            if (!(rq->mask & (1ull << i)))
+                continue;
+            uint32_t j = i;
+            while (j < rq->ng && (rq->mask & (1ull << j)))
+                j++;
+            jb->ext[jb->nextents].first = rq->g0 + i;
+            jb->ext[jb->nextents].count = j - i;
+            jb->nextents++;
+            i = j;
+        }
+        bool seen = rq->data_fd < 0;
+        for (int f = 0; f < nfds && !seen; f++)
+            seen = fds[f] == rq->data_fd;
+        if (!seen)
+            fds[nfds++] = rq->data_fd;
+        *tp = rq;
+        tp = &rq->next_in_map;
+        rq->next_in_map = NULL;
+    }
+    /* The data the bits vouch for, first. */
+    for (int f = 0; f < nfds && !r; f++)
+        r = sync_fd(fds[f]);
+    if (!r && md->next_seq - md->sb.ckpt_seq >= META_JOURNAL_BLOCKS - 1) {
+        /* D4: the ring is full; the checkpoint needs the block buffer. */
+        struct meta_jblock saved = *jb;
+        r = checkpoint_locked(md, false);
+        *jb = saved;
+    }
+    if (!r && jb->nextents) {
+        jb->magic = META_JOURNAL_MAGIC;
+        jb->seq = md->next_seq;
+        jb->gen = md->sb.gen;
+        jb->checksum = block_sum(jb, JB_SUM_OFF);
+        r = write_block(md, META_JOURNAL_BLOCK + jb->seq % META_JOURNAL_BLOCKS, jb);
+        if (!r)
+            r = sync_fd(md->fd);
+        if (!r)
+            md->next_seq++;
+    }
+    if (!r) {
+        for (struct meta_req *rq = taken; rq; rq = rq->next_in_map)
+            for (uint32_t i = 0; i < rq->ng; i++)
+                if (rq->mask & (1ull << i)) {
+                    int e = 0;
+                    (void)bitmap_test_and_set(md->m->bits, rq->g0 + i, &e);
+                    if (e && !rq->err)
+                        rq->err = e;
+                    mark_dirty_locked(md, rq->g0 + i, 1);
+                }
+    }
+    pthread_mutex_unlock(&md->lock);
+    if (r)
+        pc_log("mapping %s: cannot make its split bits durable (%s): %s",
+               md->m->name, md->path, strerror(-r));
+    for (struct meta_req *rq = taken, *next; rq; rq = next) {
+        next = rq->next_in_map;
+        if (r && !rq->err)
+            rq->err = r;
+        engine_post(rq->w, &rq->msg, req_done_msg, rq);
+    }
+}
+
+static void *committer_main(void *arg)
+{
+    struct pc_engine *e = arg;
+    struct committer *c = e->committer;
+    struct meta_req *rest = NULL;
+
+    pthread_mutex_lock(&c->lock);
+    for (;;) {
+        while (!c->head && !rest && !c->stop)
+            pthread_cond_wait(&c->cond, &c->lock);
+        if (!c->head && !rest && c->stop)
+            break;
+        struct meta_req *batch = c->head;
+        c->head = c->tail = NULL;
+        pthread_mutex_unlock(&c->lock);
+
+        /* Requests left from the last round go first, in their order. */
+        if (rest) {
+            struct meta_req *r = rest, *rev = NULL;
+            while (r) {
+                struct meta_req *n = r->next;
+                r->next = rev;
+                rev = r;
+                r = n;
+            }
+            struct meta_req *t = rev;
+            while (t->next)
+                t = t->next;
+            t->next = batch;
+            batch = rev;
+            rest = NULL;
+        }
+        /* Group by mapping, keeping each mapping's arrival order. */
+        while (batch) {
+            struct meta *md = batch->m->meta;
+            struct meta_req *mine = NULL, **mp = &mine, *others = NULL, **op = &others;
+            for (struct meta_req *rq = batch, *n; rq; rq = n) {
+                n = rq->next;
+                if (rq->m->meta == md) {
+                    *mp = rq;
+                    mp = &rq->next_in_map;
+                } else {
+                    *op = rq;
+                    op = &rq->next;
+                }
+            }
+            *mp = NULL;
+            *op = NULL;
+            commit_map(md, mine, &rest);
+            batch = others;
+        }
+        pthread_mutex_lock(&c->lock);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+int meta_committer_start(struct pc_engine *e)
+{
+    struct committer *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    int r = -pthread_create(&c->thread, NULL, committer_main, e);
+    if (r < 0) {
+        free(c);
+        return r;
+    }
+    c->running = true;
+    e->committer = c;
+    return 0;
+}
+
+void meta_committer_stop(struct pc_engine *e)
+{
+    struct committer *c = e->committer;
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->lock);
+    c->stop = true;
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+    pthread_join(c->thread, NULL);
+    pthread_cond_destroy(&c->cond);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+    e->committer = NULL;
+}
+
+void meta_commit(struct meta_req *rq)
+{
+    struct committer *c = rq->m->e->committer;
+    rq->next = NULL;
+    rq->next_in_map = NULL;
+    rq->err = 0;
+    pthread_mutex_lock(&c->lock);
+    if (c->tail)
+        c->tail->next = rq;
+    else
+        c->head = rq;
+    c->tail = rq;
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}

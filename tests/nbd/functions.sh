@@ -8,9 +8,10 @@
 #   pc volume create v1 --size 64M    # the CLI, against that daemon
 #   qemu-io -f raw -c ... "$(uri v1)"
 #
-# Exit codes: 0 pass, 1 fail, 77 skip (only for a missing client).  On a
-# failure the daemon's log is printed.  Everything started is stopped and
-# everything created is removed on exit, whatever the exit (cleanup_fn).
+# Exit codes: 0 pass, 1 fail, 77 skip (only for a missing client or a
+# missing environment: root, a kernel feature).  On a failure the daemon's
+# log is printed.  Everything started is stopped and everything created is
+# removed on exit, whatever the exit (cleanup_fn, cleanup_fn_before_stop).
 # The daemon is stopped with SIGTERM at exit, and must exit with status 0
 # (a crash or a sanitizer report fails the test).
 #
@@ -28,6 +29,7 @@ esac
 PITCOPY="$PITCOPY_BUILD/pitcopy"
 
 _cleanup_fns=()
+_early_cleanup_fns=()
 _pitcopy_log=""
 
 # Run "$@" (eval'd) at exit, last registered first.
@@ -36,10 +38,21 @@ cleanup_fn()
     _cleanup_fns+=("$*")
 }
 
+# The same, but before the daemon is stopped: for clients that must leave
+# while it still answers (a filesystem mounted over one of its exports
+# writes its superblock on umount).  These run before every cleanup_fn.
+cleanup_fn_before_stop()
+{
+    _early_cleanup_fns+=("$*")
+}
+
 _at_exit()
 {
     local rc=$? i st
     trap '' EXIT INT TERM
+    for ((i = ${#_early_cleanup_fns[@]} - 1; i >= 0; i--)); do
+        eval "${_early_cleanup_fns[i]}" || :
+    done
     # The daemon must stop cleanly: a crash, or a sanitizer's report at
     # exit, fails a test that otherwise passed.
     if [ -n "${pitcopy_pid:-}" ]; then

@@ -2,7 +2,9 @@
 #
 # pitcopy build.  `make` builds the library, the benchmark and the tests;
 # `make test` installs what is missing, builds, and runs every test (plain and
-# ASan+UBSan); `make asan` / `make tsan` build sanitized trees beside build/.
+# ASan+UBSan); `make asan` / `make tsan` build sanitized trees beside build/;
+# `make coverage` builds a gcov tree in build-cov/, runs the tests in it and
+# reports line and branch coverage per folder.
 #
 # Every *.c in a library folder is part of libpitcopy; every
 # tests/unit/test-*.c and tests/model/test-*.c is one test program.  New files
@@ -10,6 +12,7 @@
 
 BUILD    ?= build
 SAN      ?=
+COV      ?=
 CC       ?= gcc
 OPT      ?= -O2
 CFLAGS   := -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -pthread -D_GNU_SOURCE \
@@ -24,6 +27,14 @@ else ifeq ($(SAN),tsan)
   LDFLAGS += -fsanitize=thread
 else
   LDLIBS += -ljemalloc
+endif
+
+# COV=1: gcov instrumentation (`make coverage` sets it, with -O0).  With
+# -pthread gcc updates the counters atomically.  PC_COVERAGE lets a test's
+# forked child flush its counters before _exit.
+ifeq ($(COV),1)
+  CFLAGS += --coverage -DPC_COVERAGE
+  LDFLAGS += --coverage
 endif
 
 LIB_DIRS  := bitmap io engine nbd
@@ -53,7 +64,7 @@ HEADERS   := $(wildcard include/*.h $(addsuffix /*.h,$(LIB_DIRS)) cli/*.h ctl/*.
 
 .SECONDARY: $(TEST_COMMON_OBJ)
 
-.PHONY: all deps test test-build unit model asan tsan soak bench bench-quick demo clean help install uninstall
+.PHONY: all deps test test-build unit model asan tsan coverage soak bench bench-quick demo clean help install uninstall
 .DEFAULT_GOAL := all
 
 all: $(LIB) $(if $(CLI_SRC),$(PITCOPY)) $(LEDGER) $(if $(BENCH_SRC),$(BENCH)) $(TEST_BIN)
@@ -62,6 +73,8 @@ help:
 	@echo "make            build library, benchmark and tests into build/"
 	@echo "make test       install deps, build, run every test (plain and ASan+UBSan)"
 	@echo "make asan|tsan  sanitized builds in build-asan/ build-tsan/"
+	@echo "make coverage   gcov build in build-cov/, every test run in it, line and branch"
+	@echo "                coverage per folder (gcovr); HTML in build-cov/coverage/index.html"
 	@echo "make soak       the model test with 10 million operations per backend"
 	@echo "make bench      full benchmark run, JSON lines + bench/results/*.png"
 	@echo "make bench-quick  the benchmarks in under a minute"
@@ -109,6 +122,16 @@ test: deps
 	$(MAKE) asan
 	PITCOPY_TEST_TIMEOUT=$${PITCOPY_TEST_TIMEOUT:-600} tests/run-tests.sh build build-asan
 
+# Not part of `make test`.  Counters start from zero on every run; the report
+# is written even when a test fails, and then make fails after it.
+COV_BUILD := build-cov
+coverage: deps
+	$(MAKE) BUILD=$(COV_BUILD) COV=1 OPT=-O0 all
+	find $(COV_BUILD) -name '*.gcda' -delete
+	@rc=0; PITCOPY_TEST_TIMEOUT=$${PITCOPY_TEST_TIMEOUT:-600} \
+	    tests/run-tests.sh $(COV_BUILD) || rc=$$?; \
+	scripts/coverage-report $(COV_BUILD) && exit $$rc
+
 soak: deps all
 	PITCOPY_MODEL_OPS=10000000 PITCOPY_TEST_TIMEOUT=0 tests/run-tests.sh build -- model
 
@@ -153,4 +176,4 @@ uninstall:
 	    $(DESTDIR)$(UNITDIR)/pitcopy.service
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-cov

@@ -55,6 +55,8 @@ TEST_COMMON_OBJ := $(TEST_COMMON:%.c=$(BUILD)/obj/%.o)
 
 # The demo's bank ledger: a libnbd client (demo/nightly.sh drives it).
 LEDGER    := $(BUILD)/pitcopy-ledger
+# Crash points against a real daemon (tests/crash/test-*.sh drive it).
+CRASHTEST := $(BUILD)/pitcopy-crashtest
 
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/obj/%.o)
@@ -64,10 +66,10 @@ HEADERS   := $(wildcard include/*.h $(addsuffix /*.h,$(LIB_DIRS)) cli/*.h ctl/*.
 
 .SECONDARY: $(TEST_COMMON_OBJ)
 
-.PHONY: all deps test test-build unit model asan tsan coverage soak bench bench-quick demo clean help install uninstall
+.PHONY: crashtest all deps test test-build unit model asan tsan coverage soak bench bench-quick demo clean help install uninstall
 .DEFAULT_GOAL := all
 
-all: $(LIB) $(if $(CLI_SRC),$(PITCOPY)) $(LEDGER) $(if $(BENCH_SRC),$(BENCH)) $(TEST_BIN)
+all: $(LIB) $(if $(CLI_SRC),$(PITCOPY)) $(LEDGER) $(CRASHTEST) $(if $(BENCH_SRC),$(BENCH)) $(TEST_BIN)
 
 help:
 	@echo "make            build library, benchmark and tests into build/"
@@ -76,6 +78,7 @@ help:
 	@echo "make coverage   gcov build in build-cov/, every test run in it, line and branch"
 	@echo "                coverage per folder (gcovr); HTML in build-cov/coverage/index.html"
 	@echo "make soak       the model test with 10 million operations per backend"
+	@echo "make crashtest  1000 kill -9 and 300 power-cut crash points against a real daemon"
 	@echo "make bench      full benchmark run, JSON lines + bench/results/*.png"
 	@echo "make bench-quick  the benchmarks in under a minute"
 	@echo "make demo       the nightly-batch demo"
@@ -105,6 +108,10 @@ $(LEDGER): demo/ledger.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lnbd -lxxhash
 
+$(CRASHTEST): tests/crash/crashtest.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lnbd -ljansson -pthread
+
 $(BENCH): $(BENCH_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(BENCH_OBJ) $(LIB) $(LDLIBS)
@@ -121,6 +128,11 @@ test: deps
 	$(MAKE) all
 	$(MAKE) asan
 	PITCOPY_TEST_TIMEOUT=$${PITCOPY_TEST_TIMEOUT:-600} tests/run-tests.sh build build-asan
+
+# Long crash runs (`make test` runs 200 kill and 60 power-cut points).
+crashtest: all
+	$(CRASHTEST) --pitcopy $(PITCOPY) --mode kill --points $${POINTS:-1000}
+	$(CRASHTEST) --pitcopy $(PITCOPY) --mode power --points $${POWER_POINTS:-300}
 
 # Not part of `make test`.  Counters start from zero on every run; the report
 # is written even when a test fails, and then make fails after it.

@@ -35,9 +35,11 @@
 #include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "io/fault.h"
 #include "nbd/nbd.h"
 
 #define SERVE_REFRESH_MS 5000
@@ -269,6 +271,11 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    /* Tests only: under PITCOPY_CRASHSIM, SIGUSR1 is a power cut (io/fault.h). */
+    const char *sim = getenv("PITCOPY_CRASHSIM");
+    bool crashsim = sim && *sim && strcmp(sim, "0");
+    if (crashsim)
+        sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     sig_fd = signalfd(-1, &set, SFD_CLOEXEC);
@@ -316,8 +323,11 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
             nbd.unix_path ? "unix:" : "", nbd.unix_path ? nbd.unix_path : "",
             nbd.unix_path && nbd.tcp ? ", tcp:" : nbd.tcp ? "tcp:" : "", tcp_desc);
 
-    while (!(sig = serve_wait_signal(sig_fd, SERVE_REFRESH_MS)))
+    while (!(sig = serve_wait_signal(sig_fd, SERVE_REFRESH_MS)) || sig == SIGUSR1) {
+        if (sig == SIGUSR1 && crashsim)
+            io_crashsim_crash((uint64_t)getpid() * 0x9e3779b97f4a7c15ull ^ (uint64_t)time(NULL));
         ctl_state_refresh(st);
+    }
     ctl_log("%s: stopping (finishing requests, closing connections, saving state; "
             "a second signal quits at once)", serve_signal_name(sig));
     rc = CLI_OK;

@@ -507,6 +507,14 @@ static int prepare_locked(struct pc_map *m, struct pc_error *err)
                      "idle_or_copied or stopped", m->name, pc_map_state_name(s));
         return -EBUSY;
     }
+    /* Like the array's prepare, flush the source: what a quiesced host
+     * wrote before the start is in the point in time after a power loss. */
+    int r = pc_io_sync(m->e, PC_IO_FLUSH, m->src, 0, 0, NULL, 0);
+    if (r < 0) {
+        pc_error_set(err, r, "mapping %s: cannot flush source %s: %s",
+                     m->name, m->src->name, strerror(-r));
+        return r;
+    }
     if (atomic_load(&m->in_chain)) {
         /* Older mappings still read through this target: clean first. */
         begin_stop_locked(m, PC_MAP_PREPARING);

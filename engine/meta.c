@@ -106,9 +106,9 @@ static int write_block(struct meta *md, uint64_t blockno, const void *blk)
     if (r < 0)
         return r;
     ssize_t n = pwrite(md->fd, blk, META_BLOCK, off);
-    if (n == (ssize_t)META_BLOCK)
-        return 0;
-    return n < 0 ? -errno : -EIO;
+    r = n == (ssize_t)META_BLOCK ? 0 : n < 0 ? -errno : -EIO;
+    io_fault_done(md->fd, IO_OP_WRITE, false, (uint64_t)off, META_BLOCK, r);
+    return r;
 }
 
 static int read_block(int fd, uint64_t blockno, void *blk)
@@ -128,7 +128,9 @@ static int sync_fd(int fd)
     int r = io_fault_check(fd, IO_OP_FDATASYNC, 0, 0);
     if (r < 0)
         return r;
-    return fdatasync(fd) < 0 ? -errno : 0;
+    r = fdatasync(fd) < 0 ? -errno : 0;
+    io_fault_done(fd, IO_OP_FDATASYNC, false, 0, 0, r);
+    return r;
 }
 
 static bool all_zero(const void *p, size_t n)
@@ -552,8 +554,10 @@ int meta_recovered_commit(struct pc_map *m)
 {
     struct meta *md = m->meta;
     pthread_mutex_lock(&md->lock);
-    md->sb.flags = (md->sb.flags & ~META_F_STRICT) | (md->strict ? META_F_STRICT : 0);
-    sb_fill_locked(md);
+    /* The superblock as recovered, not refilled from m: m is not back in
+     * its chain yet, and the file must keep saying it belongs there. */
+    md->sb.flags &= ~(META_F_STRICT | META_F_CLEAN);
+    md->sb.flags |= md->strict ? META_F_STRICT : 0;
     int r = checkpoint_locked(md, false);
     pthread_mutex_unlock(&md->lock);
     return r;
@@ -641,6 +645,7 @@ const char *meta_path(const struct pc_map *m)
  * The committer (D1, D3). */
 
 struct committer {
+    struct pc_engine *e;
     pthread_t        thread;
     pthread_mutex_t  lock;
     pthread_cond_t   cond;
@@ -737,8 +742,7 @@ static void commit_map(struct meta *md, struct meta_req *list, struct meta_req *
 
 static void *committer_main(void *arg)
 {
-    struct pc_engine *e = arg;
-    struct committer *c = e->committer;
+    struct committer *c = arg;      /* not e->committer: set after this starts */
     struct meta_req *rest = NULL;
 
     pthread_mutex_lock(&c->lock);
@@ -799,7 +803,8 @@ int meta_committer_start(struct pc_engine *e)
         return -ENOMEM;
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->cond, NULL);
-    int r = -pthread_create(&c->thread, NULL, committer_main, e);
+    c->e = e;
+    int r = -pthread_create(&c->thread, NULL, committer_main, c);
     if (r < 0) {
         free(c);
         return r;

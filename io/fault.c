@@ -233,7 +233,7 @@ int io_fault_check(int fd, int op, uint64_t off, uint32_t len)
     return res;
 }
 
-void io_fault_done(int fd, int op, uint64_t off, uint32_t len, int res)
+void io_fault_done(int fd, int op, bool dsync, uint64_t off, uint32_t len, int res)
 {
     if (!atomic_load_explicit(&F.active, memory_order_relaxed))
         return;
@@ -243,6 +243,8 @@ void io_fault_done(int fd, int op, uint64_t off, uint32_t len, int res)
         for (struct undo *u = F.head; u; u = u->next)
             if (u->fd == fd && u->off == off && u->len == len && !u->completed) {
                 u->completed = true;
+                if (dsync && res >= 0)
+                    undo_unlink(u);     /* durable by itself */
                 break;
             }
     } else if (F.sim && is_sync(op) && res >= 0) {

@@ -29,14 +29,17 @@
 #ifndef PITCOPY_IO_FAULT_H
 #define PITCOPY_IO_FAULT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "io/loop.h"
 
 /* 0, or the -errno a rule injects for this request.  op: enum io_op. */
 int  io_fault_check(int fd, int op, uint64_t off, uint32_t len);
-/* A write or sync checked above has completed with res (io_loop calls it). */
-void io_fault_done(int fd, int op, uint64_t off, uint32_t len, int res);
+/* A request checked above has completed with res (io_loop calls it; so must
+ * any other caller of io_fault_check).  dsync: a write made durable by its
+ * own completion (RWF_DSYNC, FUA). */
+void io_fault_done(int fd, int op, bool dsync, uint64_t off, uint32_t len, int res);
 
 /* Add a rule (syntax above); -EINVAL for a malformed one. */
 int  io_fault_add(const char *rule);

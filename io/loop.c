@@ -290,7 +290,7 @@ static void loop_finish(struct io_loop *l, struct io_req *req, int res)
     l->inflight--;
     l->ncallbacks++;
     if (req->op != IO_OP_POLL)
-        io_fault_done(req->fd, req->op, req->off, req->len, res);
+        io_fault_done(req->fd, req->op, req->flags & IO_F_DSYNC, req->off, req->len, res);
     req->done(req, res);
 }
 

@@ -65,6 +65,9 @@ static int serve_make_dir(const char *dir)
         return -errno;
     if (!S_ISDIR(sb.st_mode))
         return -ENOTDIR;
+    /* Anyone who can write here can swap the metadata or the sockets. */
+    if (sb.st_mode & (S_IWGRP | S_IWOTH))
+        return -EPERM;
     return 0;
 }
 
@@ -248,6 +251,11 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
     snprintf(ctl_path, sizeof ctl_path, "%s", control ? control : ctx->sock);
 
     int r = serve_make_dir(dir);
+    if (r == -EPERM) {
+        ctl_log("state directory %s is writable by group or others; refusing to use it "
+                "(chmod go-w %s)", dir, dir);
+        return CLI_FAIL;
+    }
     if (r < 0) {
         ctl_log("cannot create state directory %s: %s", dir, strerror(-r));
         return CLI_FAIL;

@@ -273,11 +273,12 @@ void ctl_state_refresh(struct ctl_state *st)
     bool changed = false;
     pthread_mutex_lock(&st->lock);
     for (struct ctl_map *m = st->maps; m && !changed; m = m->next) {
-        struct pc_map_info info;
+        enum pc_map_state state;
+        bool complete;
         if (m->deleting)
             continue;
-        pc_map_info(m->m, &info);
-        changed = (int)info.state != m->saved_state || info.complete != m->saved_complete;
+        pc_map_state_get(m->m, &state, &complete);     /* O(1): runs every few seconds */
+        changed = (int)state != m->saved_state || complete != m->saved_complete;
     }
     if (changed) {
         struct pc_error err;

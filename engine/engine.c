@@ -141,6 +141,7 @@ const char *pc_engine_io_backend(const struct pc_engine *e) { return e->backend_
 
 struct worker_start {
     struct pc_worker *w;
+    unsigned nworkers;                 /* all there will be (e->nworkers grows) */
     const struct pc_engine_opts *opts;
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -152,7 +153,15 @@ static void *worker_main(void *arg)
     struct worker_start *ws = arg;
     struct pc_worker *w = ws->w;
     unsigned depth = ws->opts->queue_depth ? ws->opts->queue_depth : 256;
-    size_t arena = ws->opts->buffer_arena ? ws->opts->buffer_arena : (64u << 20);
+    /* Registered memory is pinned: it is resident whatever the load, so
+     * the default shares 256 MiB out when there are many workers. */
+    size_t arena = ws->opts->buffer_arena;
+    if (!arena) {
+        arena = (size_t)256 << 20;
+        arena = ws->nworkers > 4 ? arena / ws->nworkers : (size_t)64 << 20;
+        if (arena < ((size_t)4 << 20))      /* past that, buffers come from the heap */
+            arena = (size_t)4 << 20;
+    }
     int r;
 
     tls_worker = w;
@@ -217,7 +226,7 @@ int pc_engine_create(const struct pc_engine_opts *opts, struct pc_engine **out,
 
     for (unsigned i = 0; i < n; i++) {
         struct pc_worker *w = &e->workers[i];
-        struct worker_start ws = { .w = w, .opts = opts };
+        struct worker_start ws = { .w = w, .nworkers = n, .opts = opts };
         w->e = e;
         w->idx = i;
         pthread_mutex_init(&ws.lock, NULL);

@@ -818,6 +818,14 @@ int pc_map_info(struct pc_map *m, struct pc_map_info *info)
     return 0;
 }
 
+void pc_map_state_get(struct pc_map *m, enum pc_map_state *state, bool *complete)
+{
+    *state = (enum pc_map_state)map_state(m);
+    *complete = atomic_load(&m->complete) ||
+                (*state == PC_MAP_COPYING && m->bits &&
+                 bitmap_find_next_unset(m->bits, 0) >= m->grains);
+}
+
 int pc_map_wait(struct pc_map *m, enum pc_map_state state, int timeout_ms)
 {
     struct pc_engine *e = m->e;

@@ -65,7 +65,9 @@ struct pc_engine_opts {
     unsigned    workers;      /* worker threads; 0 = number of CPUs */
     const char *io_backend;   /* "uring", "aio", or NULL for $PITCOPY_IO (default uring) */
     unsigned    queue_depth;  /* per worker; 0 = 256 */
-    size_t      buffer_arena; /* registered buffer memory per worker; 0 = 64 MiB */
+    size_t      buffer_arena; /* registered buffer memory per worker; 0 = 64 MiB, or
+                               * 256 MiB shared out when there are more than 4
+                               * workers (at least 4 MiB each) */
 };
 
 int  pc_engine_create(const struct pc_engine_opts *opts, struct pc_engine **out,
@@ -277,6 +279,9 @@ int  pc_map_delete(struct pc_map *m, bool force, struct pc_error *err);
 int  pc_map_set_copy_rate(struct pc_map *m, int rate, struct pc_error *err);
 int  pc_map_set_clean_rate(struct pc_map *m, int rate, struct pc_error *err);
 int  pc_map_info(struct pc_map *m, struct pc_map_info *info);
+/* Just the state and whether the copy is complete: O(1), for pollers
+ * (pc_map_info counts bits and walks what a stop would clean). */
+void pc_map_state_get(struct pc_map *m, enum pc_map_state *state, bool *complete);
 /* Wait until the mapping is in state; timeout_ms < 0 waits forever. -ETIMEDOUT. */
 int  pc_map_wait(struct pc_map *m, enum pc_map_state state, int timeout_ms);
 

@@ -482,6 +482,8 @@ static int m_map_delete(struct ctl_call *c)
         ctl_meta_path(st, name, meta, sizeof meta);
         if (unlink(meta) < 0 && errno != ENOENT)
             ctl_log("mapping %s: cannot remove %s: %s", name, meta, strerror(errno));
+        strncat(meta, ".failed", sizeof meta - strlen(meta) - 1);
+        unlink(meta);
         c->result = json_pack("{s:s, s:b}", "name", name, "deleted", 1);
         free(cm);
     }

@@ -104,11 +104,32 @@ static void bg_timer_fn(struct io_timer *t)
     bg_pump(t->priv);
 }
 
+static void bg_extent_finish(struct gop *g);
+
+static void bg_fail_done(struct meta_req *rq)
+{
+    bg_extent_finish((struct gop *)((char *)rq - __builtin_offsetof(struct gop, mrq)));
+}
+
 static void bg_extent_done(struct gop *g)
+{
+    if (g->err && g->wfail) {
+        /* The target written (this mapping's, or the older one cleaning
+         * feeds) failed: that mapping is suspended (map_fail); the walk
+         * goes on without it. */
+        g->mrq.w = g->w;
+        g->mrq.done = bg_fail_done;
+        map_fail(g->copy_to_map, g->err, &g->mrq);
+        return;
+    }
+    bg_extent_finish(g);
+}
+
+static void bg_extent_finish(struct gop *g)
 {
     struct bgcopy *bg = g->driver;
     struct pc_worker *w = g->w;
-    if (g->err && !bg->failed) {
+    if (g->err && !g->wfail && !bg->failed) {
         bg->failed = true;
         pc_log("mapping %s: %s of grains %llu-%llu failed: %s; background work paused",
                bg->m->name, g->kind == GOP_CLEAN ? "cleaning" : "background copy",

@@ -164,10 +164,11 @@ int chain_index(const struct chain *c, const struct pc_map *m)
     return -1;
 }
 
+/* A failed (suspended) mapping takes no new copies either, like a stopping one. */
 int chain_cow_index(const struct chain *c)
 {
     for (unsigned j = c->n; j-- > 0;)
-        if (!map_stopping(c->maps[j]))
+        if (!map_stopping(c->maps[j]) && !map_failed(c->maps[j]))
             return (int)j;
     return -1;
 }
@@ -175,7 +176,7 @@ int chain_cow_index(const struct chain *c)
 int chain_pred_index(const struct chain *c, int k)
 {
     for (int j = k - 1; j >= 0; j--)
-        if (!map_stopping(c->maps[j]))
+        if (!map_stopping(c->maps[j]) && !map_failed(c->maps[j]))
             return j;
     return -1;
 }
@@ -347,8 +348,10 @@ void volume_hold_release(struct pc_volume *v)
 static void gop_commit_done(struct meta_req *rq)
 {
     struct gop *g = (struct gop *)((char *)rq - __builtin_offsetof(struct gop, mrq));
-    if (rq->err && !g->err)
+    if (rq->err && !g->err) {
         g->err = rq->err;
+        g->wfail = true;
+    }
     g->done(g);
 }
 
@@ -374,8 +377,10 @@ static bool gop_commit(struct gop *g, struct pc_map *m, struct pc_volume *data,
 static void gop_write_done(struct io_req *req, int res)
 {
     struct gop *g = req->priv;
-    if (res < 0 && !g->err)
+    if (res < 0 && !g->err) {
         g->err = res;
+        g->wfail = true;
+    }
     if (--g->pending)
         return;
     if (!g->err && gop_commit(g, g->copy_to_map, g->copy_to, g->copy_mask))
@@ -662,6 +667,34 @@ static void source_write_issue(struct pc_io *io)
     io_loop_submit(st->w->loop, &st->req);
 }
 
+static void cow_run(struct gop *g);
+
+/* The copy's target (or its bits) failed: that mapping is suspended, its
+ * failure durable; copy for the next mapping down instead (map_fail). */
+static void cow_retry(struct meta_req *rq)
+{
+    struct gop *g = (struct gop *)((char *)rq - __builtin_offsetof(struct gop, mrq));
+    if (rq->err) {
+        g->err = rq->err;      /* nothing durable says the target is invalid */
+        grain_op_done(g);
+        return;
+    }
+    g->err = 0;
+    g->wfail = false;
+    cow_run(g);
+}
+
+static void cow_done(struct gop *g)
+{
+    if (g->err && g->wfail) {
+        g->mrq.w = g->w;
+        g->mrq.done = cow_retry;
+        map_fail(g->copy_to_map, g->err, &g->mrq);
+        return;
+    }
+    grain_op_done(g);
+}
+
 static void cow_run(struct gop *g)
 {
     const struct chain *c = g->c;
@@ -674,7 +707,7 @@ static void cow_run(struct gop *g)
     g->read_mask = g->copy_mask = 1;
     g->copy_to = c->maps[k]->tgt;
     g->copy_to_map = c->maps[k];
-    g->done = grain_op_done;
+    g->done = cow_done;
     gop_read_extent(g);
 }
 
@@ -739,9 +772,32 @@ static void twrite_slice_issue(struct gop *g)
     io_loop_submit(g->w->loop, r);
 }
 
+static void twrite_run(struct gop *g);
+
+/* The older target failed while taking its copy (I3): it is suspended
+ * and no longer resolves through T_k; decide again (map_fail). */
+static void twrite_retry(struct meta_req *rq)
+{
+    struct gop *g = (struct gop *)((char *)rq - __builtin_offsetof(struct gop, mrq));
+    if (rq->err) {
+        g->err = rq->err;
+        grain_op_done(g);
+        return;
+    }
+    g->err = 0;
+    g->wfail = false;
+    twrite_run(g);
+}
+
 /* Older targets have their copy (or needed none): now change T_k. */
 static void twrite_self(struct gop *g)
 {
+    if (g->err && g->wfail && g->pred >= 0) {
+        g->mrq.w = g->w;
+        g->mrq.done = twrite_retry;
+        map_fail(g->c->maps[g->pred], g->err, &g->mrq);
+        return;
+    }
     if (g->err) {
         grain_op_done(g);
         return;

@@ -73,6 +73,7 @@ struct meta_req {
     uint64_t            g0;
     uint64_t            mask;
     uint32_t            ng;
+    bool                fail;       /* meta_fail, not a commit */
     int                 err;
     struct pc_worker   *w;
     void              (*done)(struct meta_req *rq);
@@ -204,6 +205,9 @@ struct pc_map {
     _Atomic int         state;          /* enum pc_map_state */
     _Atomic bool        in_chain;       /* listed in src->chain */
     _Atomic bool        complete;       /* every grain split (sticky until restart) */
+    _Atomic bool        failed;         /* a write to the target (or its metadata) failed:
+                                         * no new copies, target offline, suspended */
+    _Atomic int         fail_err;
     _Atomic bool        frozen;         /* stopping/preparing: the freeze's grace period
                                          * has ended, cleaning may walk the bits (I4) */
     _Atomic int         copy_rate, clean_rate;
@@ -221,6 +225,22 @@ struct pc_map {
 /* Drop every mapping at once, without cleaning (pc_engine_destroy). */
 void map_teardown_all(struct pc_engine *e);
 
+/*
+ * A write to m's target, or of its split bits, failed with err (a worker
+ * calls it).  The first call suspends m: it takes no new copies and its
+ * target goes offline — but only once the failure is durable (meta.c), so a
+ * restart cannot mistake m for a mapping whose copies all went through.
+ * Then rq->done runs on rq->w with rq->err 0, and the caller may let a
+ * source write go ahead without the copy.  If not even that can be made
+ * durable, rq->err says why, m is not suspended, and the caller must fail
+ * its write: data is refused, never silently lost.  The state change and
+ * its event follow on the janitor.
+ */
+void map_fail(struct pc_map *m, int err, struct meta_req *rq);
+/* The failure is durable: suspend m now (no new copies, target offline). */
+void map_mark_failed(struct pc_map *m);
+void map_failed_job(struct pc_engine *e, struct janitor_job *job);
+
 /* Janitor entry points, triggered by bgcopy.c. */
 void map_copy_complete(struct pc_engine *e, struct janitor_job *job);
 void map_clean_complete(struct pc_engine *e, struct janitor_job *job);
@@ -235,8 +255,14 @@ static inline bool map_stopping(const struct pc_map *m)
     return map_state(m) == PC_MAP_STOPPING;
 }
 /* A target is offline while it does not hold a whole image (pitcopy.h). */
+static inline bool map_failed(const struct pc_map *m)
+{
+    return atomic_load_explicit(&m->failed, memory_order_acquire);
+}
 static inline bool map_target_online(const struct pc_map *m)
 {
+    if (map_failed(m))
+        return false;
     switch (map_state(m)) {
     case PC_MAP_IDLE_OR_COPIED:
     case PC_MAP_COPYING:
@@ -287,6 +313,7 @@ struct gop {
     struct pc_worker   *w;
     uint8_t             kind;
     bool                need_self;  /* GOP_TWRITE: T_k lacks the grain */
+    bool                wfail;      /* err came from writing copy_to or its bits */
     int                 srcu_idx;   /* background ops: their own section */
     uint32_t            src_id;     /* busy key: the chain's source volume */
     uint64_t            g0;         /* first grain */
@@ -355,6 +382,7 @@ struct meta_recovered {
     uint64_t gen, start_seq, start_realtime_ns, start_hold_ns;
     int      copy_rate, clean_rate;
     uint64_t replayed;              /* journal blocks replayed */
+    char     reason[160];           /* why it was suspended, or "" */
 };
 
 int  meta_create(struct pc_map *m, const char *path, bool strict, struct pc_error *err);
@@ -367,6 +395,9 @@ int  meta_start(struct pc_map *m, struct pc_error *err);
 bool meta_strict(const struct pc_map *m);
 const char *meta_path(const struct pc_map *m);
 void meta_commit(struct meta_req *rq);           /* worker thread */
+/* Make m's failure durable (superblock says suspended, or the file is moved
+ * aside if it cannot be written), then run rq->done on rq->w. */
+void meta_fail(struct meta_req *rq);
 int  meta_committer_start(struct pc_engine *e);
 void meta_committer_stop(struct pc_engine *e);
 

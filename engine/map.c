@@ -31,6 +31,8 @@
  *   stopping        in the chain, bits frozen (cow.c I4), cleaning; target
  *                   offline unless the copy was complete.
  *   stopped         out of the chain; target offline (an incomplete image).
+ *   suspended       a write to the target or its metadata failed (map_fail):
+ *                   in the chain, no new copies, target offline; stop it.
  *
  * Invariants
  *   M1  Chains change only under a write hold on the source: hold, drain
@@ -42,7 +44,8 @@
  *       after a grace period.
  *   M2  A mapping is in its source's chain iff in_chain; in_chain implies
  *       state is copying, stopping, idle_or_copied (with older mappings
- *       still in the chain) or preparing (cleaning before a restart).
+ *       still in the chain), preparing (cleaning before a restart) or
+ *       suspended (its target failed: no new copies, target offline).
  *   M3  Start publishes the chain before the state, and route_of (cow.c)
  *       reads the state before the chain: a target seen copying is found in
  *       its chain.
@@ -105,7 +108,7 @@ static __attribute__((unused)) bool map_check(const struct pc_map *m)
 {
     int s = map_state(m);
     if (atomic_load(&m->in_chain))
-        return s == PC_MAP_COPYING || s == PC_MAP_STOPPING ||
+        return s == PC_MAP_COPYING || s == PC_MAP_STOPPING || s == PC_MAP_SUSPENDED ||
                s == PC_MAP_IDLE_OR_COPIED || s == PC_MAP_PREPARING;   /* M2 */
     return s != PC_MAP_COPYING && s != PC_MAP_STOPPING;
 }
@@ -231,6 +234,54 @@ void map_clean_complete(struct pc_engine *e, struct janitor_job *job)
 }
 
 /* ------------------------------------------------------------------------
+ * Failures (map_fail in internal.h). */
+
+static void fail_resume_msg(struct io_msg *msg)
+{
+    struct meta_req *rq = msg->priv;
+    rq->done(rq);
+}
+
+void map_fail(struct pc_map *m, int err, struct meta_req *rq)
+{
+    int zero = 0;
+    atomic_compare_exchange_strong(&m->fail_err, &zero, err);
+    rq->m = m;
+    rq->err = 0;
+    if (m->meta) {
+        meta_fail(rq);           /* marks m failed once that is durable (meta.c) */
+        return;
+    }
+    map_mark_failed(m);
+    engine_post(rq->w, &rq->msg, fail_resume_msg, rq);
+}
+
+void map_mark_failed(struct pc_map *m)
+{
+    if (!atomic_exchange(&m->failed, true))
+        janitor_queue(m->e, map_failed_job, m, atomic_load(&m->gen));
+}
+
+void map_failed_job(struct pc_engine *e, struct janitor_job *job)
+{
+    struct pc_map *m = job->map;
+    (void)e;
+    if (m->deleted || !map_failed(m))
+        return;
+    int s = map_state(m), err = atomic_load(&m->fail_err);
+    if (s == PC_MAP_SUSPENDED)
+        return;
+    snprintf(m->invalid, sizeof m->invalid, "suspended: a write to target %s or to its "
+             "metadata failed: %s", m->tgt->name, strerror(-err));
+    if (s == PC_MAP_COPYING || s == PC_MAP_PREPARING || s == PC_MAP_PREPARED ||
+        (s == PC_MAP_IDLE_OR_COPIED && atomic_load(&m->in_chain)))
+        set_state_locked(m, PC_MAP_SUSPENDED);
+    meta_write_state(m);
+    pc_log("mapping %s: %s; source %s keeps serving, target %s is offline (stop or delete "
+           "the mapping)", m->name, m->invalid, m->src->name, m->tgt->name);
+}
+
+/* ------------------------------------------------------------------------
  * Create. */
 
 struct pc_map *pc_map_find(struct pc_engine *e, const char *name)
@@ -296,8 +347,14 @@ static int map_meta_open_locked(struct pc_map *m, const struct pc_map_opts *o, b
         m->start_hold_ns = rec.start_hold_ns;
         *rejoin = rec.in_chain;
         if (rec.in_chain && rec.state != PC_MAP_COPYING && rec.state != PC_MAP_STOPPING &&
-            rec.state != PC_MAP_IDLE_OR_COPIED)
+            rec.state != PC_MAP_IDLE_OR_COPIED && rec.state != PC_MAP_SUSPENDED)
             *rejoin = false;
+        if (rec.state == PC_MAP_SUSPENDED || rec.reason[0]) {
+            atomic_store(&m->failed, true);
+            atomic_store(&m->fail_err, -EIO);
+            snprintf(m->invalid, sizeof m->invalid, "%s", rec.reason[0] ? rec.reason
+                     : "suspended before the restart");
+        }
         int r = meta_recovered_commit(m);
         if (r < 0) {
             pc_error_set(err, r, "mapping %s: cannot write its metadata %s: %s",
@@ -595,6 +652,8 @@ int pc_map_start(struct pc_map *m, struct pc_error *err)
     atomic_fetch_add(&m->gen, 1);
     m->start_hold_ns = chain_publish_locked(src, m->tgt, c, m, true);
     m->invalid[0] = 0;             /* a fresh point in time needs no vouching */
+    atomic_store(&m->failed, false);
+    atomic_store(&m->fail_err, 0);
     bitmap_destroy(old_bits);      /* after publish's grace period */
     assert(map_check(m));
     bgcopy_kick(m);
@@ -609,6 +668,7 @@ int pc_map_stop(struct pc_map *m, struct pc_error *err)
     pthread_mutex_lock(&m->e->ctl_lock);
     switch (map_state(m)) {
     case PC_MAP_COPYING:
+    case PC_MAP_SUSPENDED:
         begin_stop_locked(m, PC_MAP_STOPPING);
         /* Bits are frozen now (I4).  If writes and copies split every
          * grain, the target is a whole image whether or not the background
@@ -642,13 +702,15 @@ int pc_map_delete(struct pc_map *m, bool force, struct pc_error *err)
 
     pthread_mutex_lock(&e->ctl_lock);
     s = map_state(m);
-    if ((s == PC_MAP_COPYING || s == PC_MAP_STOPPING || s == PC_MAP_PREPARING) && !force) {
+    if ((s == PC_MAP_COPYING || s == PC_MAP_STOPPING || s == PC_MAP_PREPARING ||
+         s == PC_MAP_SUSPENDED) && !force) {
         pthread_mutex_unlock(&e->ctl_lock);
         pc_error_set(err, -EBUSY, "mapping %s is %s; stop it first, or force the delete",
                      m->name, pc_map_state_name(s));
         return -EBUSY;
     }
-    if (s == PC_MAP_COPYING || (s == PC_MAP_IDLE_OR_COPIED && atomic_load(&m->in_chain)))
+    if (s == PC_MAP_COPYING || s == PC_MAP_SUSPENDED ||
+        (s == PC_MAP_IDLE_OR_COPIED && atomic_load(&m->in_chain)))
         begin_stop_locked(m, PC_MAP_STOPPING);
     wait_while_locked(m, PC_MAP_PREPARING);
     wait_while_locked(m, PC_MAP_STOPPING);

@@ -152,6 +152,11 @@ static uint32_t persisted_state(const struct pc_map *m)
 {
     int s = map_state(m);
     bool whole = atomic_load(&m->complete);
+    /* A failure is recorded before its state change (map_fail). */
+    if (map_failed(m) && (s == PC_MAP_COPYING || s == PC_MAP_SUSPENDED ||
+                          s == PC_MAP_PREPARING || s == PC_MAP_PREPARED ||
+                          (s == PC_MAP_IDLE_OR_COPIED && atomic_load(&m->in_chain))))
+        return PC_MAP_SUSPENDED;
     if (s == PC_MAP_PREPARING || s == PC_MAP_PREPARED)
         return whole ? PC_MAP_IDLE_OR_COPIED : PC_MAP_STOPPED;
     return (uint32_t)s;
@@ -173,6 +178,10 @@ static void sb_fill_locked(struct meta *md)
     sb->start_hold_ns = m->start_hold_ns;
     sb->start_realtime_ns = m->start_realtime_ns;
     sb->start_seq = m->start_seq;
+    memset(sb->reason, 0, sizeof sb->reason);
+    if (map_failed(m))
+        snprintf(sb->reason, sizeof sb->reason, "suspended: a write to target %s or to its "
+                 "metadata failed: %s", m->tgt->name, strerror(-atomic_load(&m->fail_err)));
 }
 
 static int sb_write_locked(struct meta *md)
@@ -366,6 +375,7 @@ int meta_recover(struct pc_map *m, const char *path, bool strict, struct meta_re
     bool have = false;
     int r;
 
+    out->state = PC_MAP_IDLE_OR_COPIED;
     if (!md) {
         snprintf(why, whylen, "out of memory");
         return -ENOMEM;
@@ -529,7 +539,8 @@ int meta_recover(struct pc_map *m, const char *path, bool strict, struct meta_re
     }
     md->next_seq = max_seq + 1 > want ? max_seq + 1 : want;
 
-    out->state = (enum pc_map_state)best.state;
+    if (out->state != PC_MAP_SUSPENDED)
+        out->state = (enum pc_map_state)best.state;
     out->complete = best.flags & META_F_COMPLETE;
     out->in_chain = best.flags & META_F_IN_CHAIN;
     out->clean = best.flags & META_F_CLEAN;
@@ -540,6 +551,15 @@ int meta_recover(struct pc_map *m, const char *path, bool strict, struct meta_re
     out->copy_rate = best.copy_rate;
     out->clean_rate = best.clean_rate;
     out->replayed = want - best.ckpt_seq;
+    char mark[PATH_MAX + 16];
+    snprintf(mark, sizeof mark, "%s%s", path, META_FAILED_SUFFIX);
+    if (access(mark, F_OK) == 0 && !best.reason[0] &&
+        (best.state == PC_MAP_COPYING || (best.flags & META_F_IN_CHAIN))) {
+        out->state = PC_MAP_SUSPENDED;
+        snprintf(best.reason, sizeof best.reason, "suspended: its metadata could not be "
+                 "written (the marker %s beside it says so)", META_FAILED_SUFFIX);
+    }
+    snprintf(out->reason, sizeof out->reason, "%s", best.reason);
     m->meta = md;
     return 0;
 fail:
@@ -618,6 +638,7 @@ int meta_start(struct pc_map *m, struct pc_error *err)
     sb_fill_locked(md);
     md->sb.state = PC_MAP_COPYING;
     md->sb.flags = (md->sb.flags | META_F_IN_CHAIN) & ~META_F_COMPLETE;
+    memset(md->sb.reason, 0, sizeof md->sb.reason);     /* a new point in time */
     md->sb.ckpt_seq = md->next_seq;
     memset(md->dirty, 0, ((md->npages + 63) / 64) * 8);
     md->any_dirty = false;
@@ -625,6 +646,11 @@ int meta_start(struct pc_map *m, struct pc_error *err)
     if (r)
         md->sb.gen--;
     pthread_mutex_unlock(&md->lock);
+    if (!r) {
+        char mark[PATH_MAX + 16];
+        snprintf(mark, sizeof mark, "%s%s", md->path, META_FAILED_SUFFIX);
+        unlink(mark);             /* a new point in time: the old failure is moot */
+    }
     if (r)
         pc_error_set(err, r, "mapping %s: cannot write its metadata (%s): %s; not started",
                      m->name, md->path, strerror(-r));
@@ -653,15 +679,70 @@ struct committer {
     bool             stop, running;
 };
 
+static void meta_queue(struct meta_req *rq);
+
 static void req_done_msg(struct io_msg *msg)
 {
     struct meta_req *rq = msg->priv;
     rq->done(rq);
 }
 
+/*
+ * map_fail: say durably that the mapping is suspended before anyone acts on
+ * it.  If the superblock cannot be written either, move the file aside: a
+ * restart then finds no metadata and brings the mapping back stopped, its
+ * target offline (ctl/state.c S4) — never copying with bits that miss the
+ * writes let through since.
+ */
+static void fail_map(struct meta *md, struct meta_req *rq)
+{
+    struct pc_map *m = md->m;
+    int r = 0;
+    pthread_mutex_lock(&md->lock);
+    if (!map_failed(m)) {
+        sb_fill_locked(md);
+        md->sb.state = PC_MAP_SUSPENDED;
+        snprintf(md->sb.reason, sizeof md->sb.reason, "suspended: a write to target %s or "
+                 "to its metadata failed: %s", m->tgt->name,
+                 strerror(-atomic_load(&m->fail_err)));
+        r = sb_write_locked(md);
+        if (r < 0) {
+            /* The superblock cannot say it: a marker beside it will (meta_recover). */
+            char mark[PATH_MAX + 16];
+            snprintf(mark, sizeof mark, "%s%s", md->path, META_FAILED_SUFFIX);
+            int fd = open(mark, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+            r = fd < 0 ? -errno : 0;
+            if (fd >= 0)
+                close(fd);
+            if (!r)
+                r = sync_dir_of(md->path);
+            pc_log("mapping %s: cannot record its suspension in %s; %s", m->name, md->path,
+                   r < 0 ? "nor create a marker beside it: writes it would have to copy fail"
+                         : "a marker beside it says so");
+        }
+        if (!r)
+            map_mark_failed(m);
+    }
+    pthread_mutex_unlock(&md->lock);
+    rq->err = r;
+    engine_post(rq->w, &rq->msg, req_done_msg, rq);
+}
+
 /* One mapping's requests of this round: data, journal block, sync, bits. */
 static void commit_map(struct meta *md, struct meta_req *list, struct meta_req **rest)
 {
+    /* Failures first: commits behind them will fail or find the mapping failed. */
+    for (struct meta_req **pp = &list; *pp;) {
+        struct meta_req *rq = *pp;
+        if (rq->fail) {
+            *pp = rq->next_in_map;
+            fail_map(md, rq);
+        } else {
+            pp = &rq->next_in_map;
+        }
+    }
+    if (!list)
+        return;
     struct meta_jblock *jb = md->block;
     struct meta_req *taken = NULL, **tp = &taken;
     int fds[8], nfds = 0, r = 0;
@@ -830,12 +911,24 @@ void meta_committer_stop(struct pc_engine *e)
     e->committer = NULL;
 }
 
+void meta_fail(struct meta_req *rq)
+{
+    rq->fail = true;
+    meta_queue(rq);
+}
+
 void meta_commit(struct meta_req *rq)
+{
+    rq->fail = false;
+    rq->err = 0;
+    meta_queue(rq);
+}
+
+static void meta_queue(struct meta_req *rq)
 {
     struct committer *c = rq->m->e->committer;
     rq->next = NULL;
     rq->next_in_map = NULL;
-    rq->err = 0;
     pthread_mutex_lock(&c->lock);
     if (c->tail)
         c->tail->next = rq;

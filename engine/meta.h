@@ -39,6 +39,7 @@
 #define META_JOURNAL_MAGIC  0x3130524a43544950ull   /* "PITCJR01" */
 #define META_PAGE_MAGIC     0x3130475043544950ull   /* "PITCPG01" */
 #define META_VERSION        1u
+#define META_FAILED_SUFFIX  ".failed"   /* marker: a suspension the file could not record */
 
 /* Superblock flags. */
 #define META_F_COMPLETE   (1u << 0)   /* every grain split: the target is a whole image */
@@ -70,6 +71,7 @@ struct meta_sb {
     uint64_t ckpt_seq;         /* journal blocks from this seq on are replayed */
     uint64_t ckpt_epoch;       /* checkpoints completed */
     int32_t  copy_rate, clean_rate;
+    char     reason[160];      /* why the mapping is suspended, or "" */
 };
 
 #define META_JOURNAL_EXTENTS ((META_BLOCK - 48u) / 16u)   /* 253 */

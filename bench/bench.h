@@ -88,6 +88,7 @@ void emit(struct bench *b, struct result *r, unsigned idx);
 /* bench/nbd.c: the NBD daemon against qemu-storage-daemon (group "nbd"). */
 int bench_nbd_rand(struct bench *b);
 int bench_nbd_cow(struct bench *b);
+int bench_nbd_durability(struct bench *b);
 int bench_nbd_bgcopy(struct bench *b);
 int bench_serve_rss(struct bench *b);
 /* Kill the daemons bench/nbd.c started (async-signal-safe, for on_signal). */

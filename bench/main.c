@@ -1184,6 +1184,7 @@ static const struct group {
     { { "nbd_randread_4k", "nbd_randread_4k_nj4", "nbd_randwrite_4k", "nbd_randwrite_4k_nj4" },
       bench_nbd_rand, false, "nbd" },
     { { "nbd_cow_first_touch_4k" }, bench_nbd_cow, false, "nbd" },
+    { { "nbd_durability_cost" }, bench_nbd_durability, false, "nbd" },
     { { "nbd_bgcopy" }, bench_nbd_bgcopy, false, "nbd" },
     { { "serve_rss" }, bench_serve_rss, false, "nbd" },
 };
@@ -1230,6 +1231,7 @@ static void usage(FILE *f)
 "  nbd (tag: all of these)   `pitcopy serve` over NBD vs qemu-storage-daemon:\n"
 "    nbd_randread_4k|randwrite_4k[_nj4]  fio nbd engine, 4 KiB qd 32, 1|4 jobs\n"
 "    nbd_cow_first_touch_4k  first-touch writes through NBD vs copy-before-write\n"
+"    nbd_durability_cost     the same with --durability strict vs none\n"
 "    nbd_bgcopy              background copy vs blockdev-backup sync=full\n"
 "    serve_rss               daemon RSS, 16 x 1 TiB volumes, 8 started maps (MiB)\n"
 "\n"

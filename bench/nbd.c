@@ -243,6 +243,8 @@ struct nbd_ctx {
     unsigned runs;
 };
 
+static const char *serve_durability;    /* --durability for the next start; NULL: default */
+
 static int pc_serve_start(struct bench *b, struct nbd_ctx *c)
 {
     char p[PATH_LEN];
@@ -253,13 +255,17 @@ static int pc_serve_start(struct bench *b, struct nbd_ctx *c)
     char ctl[PATH_LEN];
     bench_path(b->dir, "control.sock", ctl);
     bench_path(b->dir, "nbd.sock", c->pc_sock);
-    char *argv[] = { pitcopy_bin, "serve", "--state-dir", b->dir, NULL };
+    char dur[32];
+    snprintf(dur, sizeof dur, "%s", serve_durability ? serve_durability : "strict");
+    char *argv[] = { pitcopy_bin, "serve", "--state-dir", b->dir, "--durability", dur, NULL };
     return daemon_start(b, 0, argv, c->pc_sock, ctl);
 }
 
-static void pc_serve_stop(void)
+static void pc_serve_stop(struct bench *b)
 {
+    char p[PATH_LEN];
     daemon_stop(0);
+    rmdir(bench_path(b->dir, "meta", p));     /* the mappings' metadata, emptied by deletes */
 }
 
 /* qemu-storage-daemon on c->file: plain export "src" of node "src", or the CBW graph
@@ -436,7 +442,7 @@ int bench_nbd_rand(struct bench *b)
             if (who == 0) {
                 if (r == 0)
                     r = pc_cli(b, NULL, "volume", "delete", "src", "--keep-file", NULL);
-                pc_serve_stop();
+                pc_serve_stop(b);
             } else if (who == 1) {
                 qsd_stop();
             }
@@ -478,13 +484,56 @@ int bench_nbd_rand(struct bench *b)
 /* ------------------------------------------------------------------------
  * nbd_cow_first_touch_4k: one 4 KiB write per 64 KiB grain (fio rw=write:60k). */
 
+/* One pass of first-touch writes through pitcopy serve: fresh source,
+ * target and started nocopy mapping, fio, teardown. */
+static int pc_cow_pass(struct bench *b, struct nbd_ctx *cp, const char *size_s,
+                       const char *grain_s, const char *io_size, bool log_map, double *iops)
+{
+    struct nbd_ctx c = *cp;
+    char pc_uri[PATH_LEN + 64];
+    int r;
+    if ((r = sparse_file(b, c.scratch, c.size)) < 0)
+        return r;
+    if ((r = pc_serve_start(b, &c)) < 0)
+        return r;
+    snprintf(pc_uri, sizeof pc_uri, "nbd+unix:///src?socket=%s", c.pc_sock);
+    r = pc_cli(b, NULL, "volume", "create", "src", "--size", size_s, "--file", c.file, NULL);
+    if (r == 0)
+        r = pc_cli(b, NULL, "volume", "create", "tgt", "--size", size_s, "--file",
+                   c.scratch, NULL);
+    if (r == 0)
+        r = pc_cli(b, NULL, "map", "create", "src", "tgt", "--name", "m", "--grain",
+                   grain_s, "--copy-rate", "0", NULL);
+    if (r == 0)
+        r = pc_cli(b, NULL, "map", "start", "m", NULL);
+    if (r == 0)
+        r = fio_nbd(b, &c, pc_uri, "write:60k", 1, io_size, iops);
+    char *js = NULL;
+    if (r == 0 && pc_cli(b, &js, "map", "show", "m", "--json", NULL) == 0 && js) {
+        char *p = strstr(js, "\"grains_split\"");
+        if (p && log_map)
+            logf_("nbd_cow: pitcopy map after the pass: %.40s", p);
+    }
+    free(js);
+    if (r == 0)
+        r = pc_cli(b, NULL, "map", "delete", "m", "--force", NULL);
+    if (r == 0)
+        r = pc_cli(b, NULL, "volume", "delete", "tgt", "--keep-file", NULL);
+    if (r == 0)
+        r = pc_cli(b, NULL, "volume", "delete", "src", "--keep-file", NULL);
+    pc_serve_stop(b);
+    return r;
+}
+
+
+
 int bench_nbd_cow(struct bench *b)
 {
     struct nbd_ctx c;
     int r = nbd_setup(b, &c);
     if (r < 0)
         return r;
-    char size_s[32], io_size[32], grain_s[32], pc_uri[PATH_LEN + 64], q_uri[PATH_LEN + 64];
+    char size_s[32], io_size[32], grain_s[32], q_uri[PATH_LEN + 64];
     /* every grain once (quick: the first half of them) */
     uint64_t writes = c.size / NBD_GRAIN / (b->quick ? 2 : 1);
     snprintf(size_s, sizeof size_s, "%llu", (unsigned long long)c.size);
@@ -495,36 +544,7 @@ int bench_nbd_cow(struct bench *b)
     for (unsigned run = 0; run < c.runs; run++) {
         for (unsigned side = 0; side < 2; side++) {
             if ((side ^ (run & 1)) == 0) {
-                if ((r = sparse_file(b, c.scratch, c.size)) < 0)
-                    return r;
-                if ((r = pc_serve_start(b, &c)) < 0)
-                    return r;
-                snprintf(pc_uri, sizeof pc_uri, "nbd+unix:///src?socket=%s", c.pc_sock);
-                r = pc_cli(b, NULL, "volume", "create", "src", "--size", size_s, "--file", c.file, NULL);
-                if (r == 0)
-                    r = pc_cli(b, NULL, "volume", "create", "tgt", "--size", size_s, "--file",
-                               c.scratch, NULL);
-                if (r == 0)
-                    r = pc_cli(b, NULL, "map", "create", "src", "tgt", "--name", "m", "--grain",
-                               grain_s, "--copy-rate", "0", NULL);
-                if (r == 0)
-                    r = pc_cli(b, NULL, "map", "start", "m", NULL);
-                if (r == 0)
-                    r = fio_nbd(b, &c, pc_uri, "write:60k", 1, io_size, &res.runs[run]);
-                char *js = NULL;
-                if (r == 0 && pc_cli(b, &js, "map", "show", "m", "--json", NULL) == 0 && js) {
-                    char *p = strstr(js, "\"grains_split\"");
-                    if (p && run == 0)
-                        logf_("nbd_cow: pitcopy map after the pass: %.40s", p);
-                }
-                free(js);
-                if (r == 0)
-                    r = pc_cli(b, NULL, "map", "delete", "m", "--force", NULL);
-                if (r == 0)
-                    r = pc_cli(b, NULL, "volume", "delete", "tgt", "--keep-file", NULL);
-                if (r == 0)
-                    r = pc_cli(b, NULL, "volume", "delete", "src", "--keep-file", NULL);
-                pc_serve_stop();
+                r = pc_cow_pass(b, &c, size_s, grain_s, io_size, run == 0, &res.runs[run]);
             } else {
                 if ((r = sparse_file(b, c.scratch, c.size)) < 0)
                     return r;
@@ -545,6 +565,45 @@ int bench_nbd_cow(struct bench *b)
     detail_str(&res, "baseline_is", "qemu-storage-daemon copy-before-write + fleecing target");
     detail_num(&res, "writes_per_run", (double)writes);
     detail_num(&res, "grain_bytes", NBD_GRAIN);
+    emit(b, &res, 0);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * nbd_durability_cost: the first-touch writes of nbd_cow_first_touch_4k
+ * with --durability strict (every copy and its bit durable before the
+ * source write) against --durability none, alternating, same files. */
+
+int bench_nbd_durability(struct bench *b)
+{
+    struct nbd_ctx c;
+    int r = nbd_setup(b, &c);
+    if (r < 0)
+        return r;
+    char size_s[32], io_size[32], grain_s[32];
+    uint64_t writes = c.size / NBD_GRAIN / (b->quick ? 2 : 1);
+    snprintf(size_s, sizeof size_s, "%llu", (unsigned long long)c.size);
+    snprintf(io_size, sizeof io_size, "%llu", (unsigned long long)(writes * 4096));
+    snprintf(grain_s, sizeof grain_s, "%u", NBD_GRAIN);
+    struct result res = result_new("nbd_durability_cost", "IOPS", 0.5, ">=");
+
+    for (unsigned run = 0; run < c.runs; run++) {
+        for (unsigned side = 0; side < 2; side++) {
+            bool strict = (side ^ (run & 1)) == 0;
+            serve_durability = strict ? "strict" : "none";
+            r = pc_cow_pass(b, &c, size_s, grain_s, io_size, false,
+                            strict ? &res.runs[run] : &res.base_runs[run]);
+            serve_durability = NULL;
+            if (r < 0)
+                return r;
+        }
+        logf_("nbd_durability run %u: strict %.0f IOPS, none %.0f IOPS (%llu first-touch writes)",
+              run, res.runs[run], res.base_runs[run], (unsigned long long)writes);
+    }
+    unlink(c.scratch);
+    res.nruns = res.nbase = c.runs;
+    detail_str(&res, "baseline_is", "the same pitcopy serve with --durability none");
+    detail_num(&res, "writes_per_run", (double)writes);
     emit(b, &res, 0);
     return 0;
 }
@@ -633,7 +692,7 @@ int bench_nbd_bgcopy(struct bench *b)
                     r = pc_cli(b, NULL, "volume", "delete", "tgt", "--keep-file", NULL);
                 if (r == 0)
                     r = pc_cli(b, NULL, "volume", "delete", "src", "--keep-file", NULL);
-                pc_serve_stop();
+                pc_serve_stop(b);
             } else {
                 struct qmp q = { 0 };
                 if ((r = qsd_start(b, &c, false)) < 0)
@@ -756,7 +815,7 @@ int bench_serve_rss(struct bench *b)
     usleep(200000);
     rss_end = rss_mib(pid);
     double pinned = status_mib(pid, "VmPin"), anon = status_mib(pid, "RssAnon");
-    pc_serve_stop();
+    pc_serve_stop(b);
     for (unsigned i = 0; i < RSS_VOLS; i++)
         if (files[i][0])
             unlink(files[i]);

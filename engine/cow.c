@@ -357,14 +357,13 @@ static void gop_commit_done(struct meta_req *rq)
 
 /* Hand the bits of mask to the committer; false when the mapping keeps no
  * durable metadata and the caller sets them itself. */
-static bool gop_commit(struct gop *g, struct pc_map *m, struct pc_volume *data,
-                       uint64_t mask)
+static bool gop_commit(struct gop *g, struct pc_map *m, int data_fd, uint64_t mask)
 {
     if (!meta_strict(m))
         return false;
     struct meta_req *rq = &g->mrq;
     rq->m = m;
-    rq->data_fd = data->fd;
+    rq->data_fd = data_fd;      /* -1: written with IO_F_DSYNC already */
     rq->g0 = g->g0;
     rq->mask = mask;
     rq->ng = g->ng;
@@ -383,7 +382,7 @@ static void gop_write_done(struct io_req *req, int res)
     }
     if (--g->pending)
         return;
-    if (!g->err && gop_commit(g, g->copy_to_map, g->copy_to, g->copy_mask))
+    if (!g->err && gop_commit(g, g->copy_to_map, -1, g->copy_mask))
         return;
     if (!g->err) {
         /* I1: the data is on the target; now the bits may say so. */
@@ -413,7 +412,10 @@ void gop_write_extent(struct gop *g)
         uint64_t e = grain_end(c, to, g->g0 + j - 1);
         struct io_req *r = &g->req[nreq++];
         r->op = IO_OP_WRITE;
-        r->flags = g->parent && (g->parent->flags & PC_IO_FUA) ? IO_F_DSYNC : 0;
+        /* A copy whose bit will be journalled is written durable (RWF_DSYNC)
+         * so the commit need not fdatasync the target (meta.c D1). */
+        r->flags = (g->parent && (g->parent->flags & PC_IO_FUA)) ||
+                   meta_strict(g->copy_to_map) ? IO_F_DSYNC : 0;
         r->fd = to->fd;
         r->buf = (char *)g->buf + (s - base);
         r->len = (uint32_t)(e - s);
@@ -747,7 +749,7 @@ static void twrite_slice_done(struct io_req *req, int res)
         g->err = res;
     } else if (g->need_self) {
         g->done = grain_op_done;
-        if (gop_commit(g, g->c->maps[g->k], g->parent->vol, 1))
+        if (gop_commit(g, g->c->maps[g->k], g->parent->vol->fd, 1))
             return;
         (void)bitmap_test_and_set(g->c->maps[g->k]->bits, g->g0, &g->err);   /* I1 */
     }

@@ -9,8 +9,9 @@
  *   every mapping as it was, progress included.  The data path never
  *   writes metadata itself: it hands a grain operation whose data is
  *   written to meta_commit(), and the committer thread makes it durable —
- *   fdatasync the target files written, append one journal block per
- *   mapping, fdatasync the metadata file — and only then sets the bits in
+ *   the data was written RWF_DSYNC (copies) or its file is fdatasync'd here
+ *   (a client's whole-grain target write), then one journal block per
+ *   mapping, fdatasync of the metadata file — and only then sets the bits in
  *   memory and resumes the operation on its worker.  Many operations share
  *   one round (group commit).  This metadata is kept apart from the I/O
  *   path the way dm-clone keeps its own: the workers never wait on it.

@@ -10,6 +10,8 @@
  *       holding the bytes it overwrote, taken before it was issued, under
  *       sim.lock; crash() applies undo records newest first, so the file ends
  *       as if some subset of those writes (some torn) never reached the disk.
+ *       A write durable by itself (FUA) patches the older records it
+ *       overlaps, so undoing them cannot undo it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -202,6 +204,27 @@ static void undo_unlink(struct undo *u)
     free(u);
 }
 
+/*
+ * u reached the disk on its own (FUA): drop its record, and let older
+ * records that overlap it restore what u wrote there, not what was before
+ * u — a lost older write cannot take a durable newer one with it (F2).
+ */
+static void undo_durable(struct undo *u)
+{
+    for (struct undo *v = u->next; v; v = v->next) {
+        if (v->fd != u->fd || v->off >= u->off + u->len || u->off >= v->off + v->len)
+            continue;
+        uint64_t lo = v->off > u->off ? v->off : u->off;
+        uint64_t hi = v->off + v->len < u->off + u->len ? v->off + v->len : u->off + u->len;
+        int pfd = plain_fd(u->fd);
+        if (pfd >= 0) {
+            (void)!pread(pfd, v->old + (lo - v->off), hi - lo, (off_t)lo);
+            close(pfd);
+        }
+    }
+    undo_unlink(u);
+}
+
 int io_fault_check(int fd, int op, uint64_t off, uint32_t len)
 {
     pthread_once(&F.once, from_env);
@@ -244,7 +267,7 @@ void io_fault_done(int fd, int op, bool dsync, uint64_t off, uint32_t len, int r
             if (u->fd == fd && u->off == off && u->len == len && !u->completed) {
                 u->completed = true;
                 if (dsync && res >= 0)
-                    undo_unlink(u);     /* durable by itself */
+                    undo_durable(u);    /* durable by itself */
                 break;
             }
     } else if (F.sim && is_sync(op) && res >= 0) {

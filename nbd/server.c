@@ -146,7 +146,8 @@ static int listen_unix(struct nbd_server *s, const char *path, struct pc_error *
         r = -errno;
         close(fd);
         if (r == -EADDRINUSE)
-            set_error(err, r, "cannot listen on %s: a server is already listening there", path);
+            set_error(err, r, "NBD socket %s is in use by another server; "
+                      "stop it or choose another path", path);
         else
             set_error(err, r, "cannot bind the NBD socket %s: %s", path, strerror(-r));
         return r;

@@ -217,9 +217,9 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
     if (workers_s) {
         char *end;
         long w = strtol(workers_s, &end, 10);
-        if (!*workers_s || *end || w < 1 || w > 1024)
-            return cli_usage_error(ctx, "--workers: '%s' is not a number from 1 to 1024",
-                                   workers_s);
+        if (!*workers_s || *end || w < 1 || w > (long)PC_MAX_WORKERS)
+            return cli_usage_error(ctx, "--workers: '%s' is not a number from 1 to %u",
+                                   workers_s, PC_MAX_WORKERS);
         eo.workers = (unsigned)w;
     }
     enum pc_durability durability = PC_DURABILITY_STRICT;

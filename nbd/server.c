@@ -143,13 +143,20 @@ static int listen_unix(struct nbd_server *s, const char *path, struct pc_error *
         r = bind(fd, (struct sockaddr *)&sa, sizeof sa);
     }
     if (r < 0) {
+        struct stat st;
+
         r = -errno;
         close(fd);
-        if (r == -EADDRINUSE)
+        /* EADDRINUSE is any file at the path: say which kind it is. */
+        if (r == -EADDRINUSE && lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+            r = -EEXIST;
+            set_error(err, r, "%s exists and is not a socket; move it aside", path);
+        } else if (r == -EADDRINUSE) {
             set_error(err, r, "NBD socket %s is in use by another server; "
                       "stop it or choose another path", path);
-        else
+        } else {
             set_error(err, r, "cannot bind the NBD socket %s: %s", path, strerror(-r));
+        }
         return r;
     }
     /* Nobody can connect before listen(), so the mode is right before

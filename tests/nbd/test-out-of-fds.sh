@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# Description: a daemon out of file descriptors leaves new NBD clients waiting (one log line, not one per retry), and serves them once descriptors are free again.
+# Description: a daemon out of file descriptors refuses a client it accepted but cannot serve, leaves new ones waiting (one log line, not one per retry), and serves them once descriptors are free again.
 . "$(dirname "$0")/functions.sh"
 requires python3 --version
 requires prlimit --version
@@ -8,22 +8,29 @@ requires nbdinfo --version
 
 start_pitcopy
 must pc volume create v1 --size 16M
-new_tmpdir
 
-# Leave the daemon 6 free descriptor numbers: three connections (two
-# descriptors each) take them all.  RLIMIT_NOFILE bounds the numbers, and
-# the daemon's are not contiguous, so count the free ones from 0.
-limit=$(ls "/proc/$pitcopy_pid/fd" | sort -n |
-        awk '{ used[$1] = 1 } END { for (i = 0; ; i++) if (!(i in used) && ++free == 7) { print i; exit } }')
-# The soft limit only: raising it back needs no privilege.
+# RLIMIT_NOFILE bounds descriptor numbers, and the daemon's are not
+# contiguous: the limit that leaves N numbers free is the (N+1)th free one.
+limit_leaving() {
+    ls "/proc/$pitcopy_pid/fd" | sort -n |
+        awk -v n="$1" '{ used[$1] = 1 }
+                       END { for (i = 0; ; i++) if (!(i in used) && ++free == n + 1) { print i; exit } }'
+}
+seven=$(limit_leaving 7)
+six=$(limit_leaving 6)
+# Soft limits only: raising it back needs no privilege.
 old=$(prlimit --pid "$pitcopy_pid" --nofile --output SOFT --noheadings)
-must prlimit --pid "$pitcopy_pid" --nofile="$limit:"
+must prlimit --pid "$pitcopy_pid" --nofile="$seven:"
 
-# Connect until one client is not greeted; it must still be waiting a
-# second later (queued, not refused), and be greeted within 5 s of three
-# of the others leaving.
-must python3 - "$sock" <<'EOF'
-import socket, sys, time
+# A connection costs the daemon two descriptors (its socket and a dup for
+# writing).  With seven free, three clients are served and the fourth is
+# accepted into the seventh, then refused when its dup finds none left.
+# With one number fewer, the next cannot even be accepted: it must wait,
+# and be greeted once three others leave.
+must python3 - "$sock" "$pitcopy_pid" "$six" <<'EOF'
+import socket, subprocess, sys, time
+
+path, pid, six = sys.argv[1:4]
 
 def greeting(s, timeout):
     s.settimeout(timeout)
@@ -38,37 +45,41 @@ def greeting(s, timeout):
         return "nothing"
     return "greeted"
 
-served, waiting = [], None
-for i in range(64):
+def client():
     s = socket.socket(socket.AF_UNIX)
-    s.connect(sys.argv[1])
-    st = greeting(s, 1.0)
-    if st == "greeted":
-        served.append(s)
-        continue
-    if st == "closed":          # accepted, then no descriptor for its dup()
-        continue
-    if not served:
-        sys.exit("connection %d waits with none served" % i)
-    waiting = s
-    break
-if waiting is None:
-    sys.exit("64 connections all served: the descriptor limit did not bite")
-st = greeting(waiting, 1.0)
-if st != "nothing":
-    sys.exit("the waiting client was %s while the daemon had no descriptors" % st)
-for s in served[:3]:
+    s.connect(path)
+    return s
+
+served = []
+for i in range(8):
+    s = client()
+    st = greeting(s, 2.0)
+    if st != "greeted":
+        break
+    served.append(s)
+if len(served) != 3 or st != "closed":
+    sys.exit("expected three clients served and the fourth refused, got %d served, then %s"
+             % (len(served), st))
+subprocess.run(["prlimit", "--pid", pid, "--nofile=%s:" % six], check=True)
+waiting = client()
+for _ in range(2):
+    st = greeting(waiting, 1.0)
+    if st != "nothing":
+        sys.exit("a client the daemon had no descriptor for was %s, not left waiting" % st)
+for s in served:
     s.close()
 t = time.time()
 st = greeting(waiting, 5.0)
 if st != "greeted":
     sys.exit("the waiting client was %s after descriptors were freed" % st)
-print("%d served, one waited and was greeted %.1f s after three left"
-      % (len(served), time.time() - t))
+print("the waiting client was greeted %.1f s after three others left" % (time.time() - t))
 EOF
 
 must prlimit --pid "$pitcopy_pid" --nofile="$old:"
-# Some ten retries a second went by: logged once, and the recovery once.
+n=$(grep -c "refusing a connection from unix socket (pid [0-9]*): dup: Too many open files" "$_pitcopy_log")
+[ "$n" = 1 ] || fail "the refusal was logged $n times, not once"
+# Some ten retries a second went by while the last client waited: the
+# failure is logged once, and the recovery once.
 n=$(grep -c "cannot accept a connection: Too many open files" "$_pitcopy_log")
 [ "$n" = 1 ] || fail "the accept failure was logged $n times, not once"
 grep -q "accepting connections again" "$_pitcopy_log" || fail "the recovery was not logged"

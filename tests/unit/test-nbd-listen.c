@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Description: nbd_server_start's Unix socket: a dead server's socket is taken over, a live server's or a non-socket file is refused with its reason and left alone; no listener at all is refused. */
+/* Description: nbd_server_start's Unix socket: a dead server's socket is taken over, a live server's or a non-socket file is refused with its reason and left alone; no listener at all is refused; out of descriptors, start fails naming what it could not create and leaks nothing. */
 #include <endian.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -20,6 +22,20 @@
 #include "engineutil.h"
 #include "nbdutil.h"
 #include "testutil.h"
+
+/* Descriptors open in this process now. */
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    int n = 0;
+
+    assert_non_null(d);
+    while ((de = readdir(d)))
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n - 1;                           /* not opendir's own */
+}
 
 /* The engine fixture's socket path, as tu_nbd_start would use it. */
 static void sock_path(struct tu_eng *f, struct tu_nbd *n)
@@ -130,6 +146,86 @@ static void test_not_a_socket(void **state)
     assert_true(S_ISREG(st.st_mode) && st.st_size == 4);
 }
 
+/* ------------------------------------------------------------------------
+ * Out of descriptors at start.  RLIMIT_NOFILE is lowered and every free
+ * number below it filled with /dev/null, then `spare` of them closed. */
+
+struct fill {
+    struct rlimit saved;
+    int           fds[256];
+    int           n;
+};
+
+static void fill_fds(struct fill *fl, int spare)
+{
+    struct rlimit rl;
+
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &fl->saved), 0);
+    rl = fl->saved;
+    rl.rlim_cur = (rlim_t)(open_fds() + 128);
+    assert_true(rl.rlim_cur <= fl->saved.rlim_cur);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    for (fl->n = 0; fl->n < 256; fl->n++) {
+        fl->fds[fl->n] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fl->fds[fl->n] < 0) {
+            assert_int_equal(errno, EMFILE);
+            break;
+        }
+    }
+    assert_true(fl->n >= spare && fl->n < 256);
+    while (spare-- > 0)
+        close(fl->fds[--fl->n]);
+}
+
+static void unfill_fds(struct fill *fl)
+{
+    while (fl->n > 0)
+        close(fl->fds[--fl->n]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &fl->saved), 0);
+}
+
+static void test_out_of_fds(void **state)
+{
+    struct tu_eng *f = tu_eng_get(state);
+    struct nbd_server_opts o = { .stdio_fd = -1, .tcp_port = "1" };
+    struct nbd_server *s;
+    struct tu_nbd n = { 0 };
+    struct pc_error err;
+    struct fill fl;
+    int before = open_fds();
+
+    sock_path(f, &n);
+    /* None free: the first thing the server needs is its stop eventfd. */
+    fill_fds(&fl, 0);
+    assert_int_equal(start(f, n.sock, &s, &err), -EMFILE);
+    unfill_fds(&fl);
+    assert_string_equal(err.msg, "cannot create an eventfd for the NBD server: "
+                        "Too many open files");
+    assert_int_equal(open_fds(), before);           /* nothing leaked */
+
+    /* One: the eventfd, then no socket for the Unix listener... */
+    fill_fds(&fl, 1);
+    assert_int_equal(start(f, n.sock, &s, &err), -EMFILE);
+    unfill_fds(&fl);
+    assert_string_equal(err.msg, "cannot create the NBD socket: Too many open files");
+    assert_int_equal(open_fds(), before);
+    assert_int_equal(access(n.sock, F_OK), -1);
+
+    /* ...nor for TCP (port 1: never reached). */
+    fill_fds(&fl, 1);
+    memset(&err, 0, sizeof err);
+    assert_int_equal(nbd_server_start(f->e, &o, &s, &err), -EMFILE);
+    unfill_fds(&fl);
+    assert_string_equal(err.msg, "cannot listen on 127.0.0.1 port 1: Too many open files");
+    assert_int_equal(open_fds(), before);
+
+    /* With descriptors again, the same start works. */
+    assert_int_equal(start(f, n.sock, &n.s, &err), 0);
+    expect_serving(&n);
+    tu_nbd_stop(&n);
+    assert_int_equal(open_fds(), before);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -137,6 +233,7 @@ int main(void)
         TU_BOTH(test_stale_replaced),
         TU_BOTH(test_live_refused),
         TU_BOTH(test_not_a_socket),
+        TU_BOTH(test_out_of_fds),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

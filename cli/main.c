@@ -50,7 +50,7 @@ static const struct cli_cmd commands[] = {
       "                         --nbd twice for both; any --nbd replaces the default\n"
       "  --control PATH         control socket (default DIR/control.sock; the CLI\n"
       "                         looks only there)\n"
-      "  --workers N            engine worker threads (default: one per CPU)\n"
+      "  --workers N            engine worker threads, 1 to 256 (default: one per CPU)\n"
       "  --durability strict    (default) a source write reaches the disk only after\n"
       "                         the old contents and the bit recording their copy\n"
       "                         are durable: targets survive crashes and power loss\n"

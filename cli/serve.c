@@ -16,10 +16,15 @@
  *
  * Invariants
  *   D1  One daemon per state directory: flock on DIR/lock, held for life.
- *       Holding it makes any socket left in DIR stale, so it is unlinked.
  *   D2  SIGTERM, SIGINT are blocked in every thread (the mask is set before
  *       the engine starts its workers) and read only from the signalfd.
  *   D3  The engine is destroyed only once neither server can call into it.
+ *   D4  A socket path is taken over only from a dead server: before
+ *       anything starts, a socket left at the control or NBD path is
+ *       removed if nothing answers on it, and the start is refused if
+ *       something does.  The lock (D1) cannot vouch for these paths:
+ *       --control and --nbd unix:PATH may lie outside DIR, even in another
+ *       daemon's.
  *
  * Context
  *   The process's main thread.
@@ -104,20 +109,6 @@ static int serve_lock_dir(const char *dir)
     if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n)
         ctl_log("cannot write the pid to %s: %s (carrying on)", path, strerror(errno));
     return fd;
-}
-
-/* A socket left by a daemon that died: D1 says nobody owns it. */
-static int serve_unlink_stale(const char *path)
-{
-    struct stat sb;
-    if (lstat(path, &sb) < 0)
-        return 0;
-    if (!S_ISSOCK(sb.st_mode)) {
-        ctl_log("%s exists and is not a socket; move it aside", path);
-        return -EEXIST;
-    }
-    unlink(path);
-    return 0;
 }
 
 struct serve_nbd {
@@ -231,9 +222,9 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
     if (workers_s) {
         char *end;
         long w = strtol(workers_s, &end, 10);
-        if (!*workers_s || *end || w < 1 || w > 1024)
-            return cli_usage_error(ctx, "--workers: '%s' is not a number from 1 to 1024",
-                                   workers_s);
+        if (!*workers_s || *end || w < 1 || w > (long)PC_MAX_WORKERS)
+            return cli_usage_error(ctx, "--workers: '%s' is not a number from 1 to %u",
+                                   workers_s, PC_MAX_WORKERS);
         eo.workers = (unsigned)w;
     }
     enum pc_durability durability = PC_DURABILITY_STRICT;
@@ -271,8 +262,12 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
     lock_fd = serve_lock_dir(dir);
     if (lock_fd < 0)
         return CLI_FAIL;
-    if (serve_unlink_stale(ctl_path) < 0 || (nbd.unix_path && serve_unlink_stale(nbd.unix_path) < 0))
+    /* D4: refuse before anything starts. */
+    if (ctl_socket_clear("control socket", ctl_path, &err) < 0 ||
+        (nbd.unix_path && ctl_socket_clear("NBD socket", nbd.unix_path, &err) < 0)) {
+        ctl_log("%s", err.msg);
         goto out;
+    }
 
     /* D2: before any thread exists. */
     sigset_t set;

@@ -132,6 +132,7 @@ struct ctl_server_opts {
     void       *nbd_arg;
 };
 
+/* Fails -EADDRINUSE when a server answers on o->path (ctl_socket_clear). */
 int  ctl_server_start(struct pc_engine *e, const struct ctl_server_opts *o,
                       struct ctl_server **out, struct pc_error *err);
 /*
@@ -142,6 +143,16 @@ int  ctl_server_start(struct pc_engine *e, const struct ctl_server_opts *o,
 unsigned ctl_server_drain(struct ctl_server *s, int timeout_ms);
 /* After a drain that returned 0: unlink the socket, free. */
 void ctl_server_destroy(struct ctl_server *s);
+
+/*
+ * Make way for a Unix socket at path, which must then be free to bind:
+ * nothing there is fine; a socket nobody answers on (a dead server's) is
+ * removed; a socket a server answers on is left alone, -EADDRINUSE, and so
+ * is anything else (-EEXIST: not a socket; -errno: cannot tell).  err names
+ * what ("NBD socket") and path and says what to do.  Racy by nature: the
+ * caller's bind() must still expect EADDRINUSE.
+ */
+int  ctl_socket_clear(const char *what, const char *path, struct pc_error *err);
 
 /* ------------------------------------------------------------- the client */
 

@@ -331,6 +331,53 @@ static void *conn_main(void *arg)
 }
 
 /* ------------------------------------------------------------------------
+ * Making way for a socket. */
+
+int ctl_socket_clear(const char *what, const char *path, struct pc_error *err)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    struct stat sb;
+    int fd, r;
+
+    if (lstat(path, &sb) < 0)
+        return 0;
+    if (!S_ISSOCK(sb.st_mode))
+        return ctl_error_set(err, -EEXIST, "%s %s exists and is not a socket; move it aside",
+                             what, path);
+    if (strlen(path) >= sizeof sa.sun_path)
+        return ctl_error_set(err, -ENAMETOOLONG, "%s path %s is longer than %zu bytes",
+                             what, path, sizeof sa.sun_path - 1);
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    /* A state directory's lock says nothing about a path outside it
+     * (--nbd unix:PATH, --control): only a server that answers does.
+     * Non-blocking, so a server with a full backlog cannot hold us up
+     * (EAGAIN: it is there). */
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return ctl_error_set(err, -errno, "cannot create a socket to check %s %s: %s",
+                             what, path, strerror(errno));
+    r = connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ? -errno : 0;
+    close(fd);
+    switch (r) {
+    case -ECONNREFUSED:                 /* a dead server's */
+        if (unlink(path) < 0 && errno != ENOENT)
+            return ctl_error_set(err, -errno, "cannot remove the stale %s %s: %s",
+                                 what, path, strerror(errno));
+        return 0;
+    case -ENOENT:                       /* gone meanwhile */
+        return 0;
+    case 0:
+    case -EAGAIN:
+    case -EINPROGRESS:
+        return ctl_error_set(err, -EADDRINUSE, "%s %s is in use by another server; "
+                             "stop it or choose another path", what, path);
+    default:
+        return ctl_error_set(err, r, "cannot tell whether a server listens on %s %s: %s",
+                             what, path, strerror(-r));
+    }
+}
+
+/* ------------------------------------------------------------------------
  * Accepting. */
 
 static void reap_locked(struct ctl_server *s)
@@ -397,7 +444,7 @@ int ctl_server_start(struct pc_engine *e, const struct ctl_server_opts *o,
                      struct ctl_server **out, struct pc_error *err)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    struct stat sb;
+    bool bound = false;
     int r;
 
     if (strlen(o->path) >= sizeof sa.sun_path) {
@@ -421,16 +468,8 @@ int ctl_server_start(struct pc_engine *e, const struct ctl_server_opts *o,
     pthread_cond_init(&s->cond, NULL);
     atomic_init(&s->stopping, false);
 
-    /* The caller holds the state directory's lock: a socket left here is stale. */
-    if (lstat(o->path, &sb) == 0) {
-        if (!S_ISSOCK(sb.st_mode)) {
-            r = -EEXIST;
-            ctl_error_set(err, r, "%s exists and is not a socket; "
-                     "move it aside", o->path);
-            goto fail;
-        }
-        unlink(o->path);
-    }
+    if ((r = ctl_socket_clear("control socket", o->path, err)) < 0)
+        goto fail;
     if (pipe2(s->wake, O_CLOEXEC) < 0)
         goto fail_errno;
     s->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -442,6 +481,7 @@ int ctl_server_start(struct pc_engine *e, const struct ctl_server_opts *o,
     umask(old);
     if (r < 0)
         goto fail_errno;
+    bound = true;                    /* the path is ours to remove from here on */
     if (chmod(o->path, 0600) < 0 || listen(s->lfd, 32) < 0)
         goto fail_errno;
     if ((r = -pthread_create(&s->accept_th, NULL, accept_main, s)) < 0)
@@ -452,13 +492,17 @@ int ctl_server_start(struct pc_engine *e, const struct ctl_server_opts *o,
 fail_errno:
     r = -errno;
 fail_r:
-    ctl_error_set(err, r, "cannot listen on control socket %s: %s",
-             o->path, strerror(-r));
+    if (r == -EADDRINUSE)           /* bound by another server since the check */
+        ctl_error_set(err, r, "control socket %s is in use by another server; "
+                      "stop it or choose another path", o->path);
+    else
+        ctl_error_set(err, r, "cannot listen on control socket %s: %s",
+                      o->path, strerror(-r));
 fail:
-    if (s->lfd >= 0) {
+    if (s->lfd >= 0)
         close(s->lfd);
+    if (bound)
         unlink(o->path);
-    }
     if (s->wake[0] >= 0) {
         close(s->wake[0]);
         close(s->wake[1]);

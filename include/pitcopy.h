@@ -42,6 +42,7 @@ extern "C" {
 #define PC_BLOCK_SIZE        4096u          /* I/O offsets and lengths are multiples */
 #define PC_MAX_IO            (32u << 20)    /* largest single request */
 #define PC_MAX_TARGETS       256u           /* mappings per source */
+#define PC_MAX_WORKERS       256u           /* pc_engine_opts.workers at most */
 #define PC_GRAIN_MIN         (4u << 10)
 #define PC_GRAIN_MAX         (1u << 20)
 #define PC_GRAIN_DEFAULT     (64u << 10)

@@ -143,12 +143,20 @@ static int listen_unix(struct nbd_server *s, const char *path, struct pc_error *
         r = bind(fd, (struct sockaddr *)&sa, sizeof sa);
     }
     if (r < 0) {
+        struct stat st;
+
         r = -errno;
         close(fd);
-        if (r == -EADDRINUSE)
-            set_error(err, r, "cannot listen on %s: a server is already listening there", path);
-        else
+        /* EADDRINUSE is any file at the path: say which kind it is. */
+        if (r == -EADDRINUSE && lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+            r = -EEXIST;
+            set_error(err, r, "%s exists and is not a socket; move it aside", path);
+        } else if (r == -EADDRINUSE) {
+            set_error(err, r, "NBD socket %s is in use by another server; "
+                      "stop it or choose another path", path);
+        } else {
             set_error(err, r, "cannot bind the NBD socket %s: %s", path, strerror(-r));
+        }
         return r;
     }
     /* Nobody can connect before listen(), so the mode is right before
@@ -250,9 +258,13 @@ static void describe_peer(int fd, bool is_unix, const struct sockaddr_storage *s
     }
 }
 
+#define NBD_ACCEPT_BACKOFF_MS 100     /* out of descriptors: wait before retrying */
+
 /* Accept what is waiting on one listener.  false: out of descriptors (or
- * memory) for now: back off before trying again. */
-static bool accept_all(struct nbd_server *s, unsigned i)
+ * memory) for now: back off before trying again.  *short_since counts the
+ * failed attempts of a shortage, which is logged when it starts and when
+ * it ends, not at every retry (ten a second). */
+static bool accept_all(struct nbd_server *s, unsigned i, unsigned *short_since)
 {
     for (;;) {
         struct sockaddr_storage ss;
@@ -275,12 +287,20 @@ static bool accept_all(struct nbd_server *s, unsigned i)
             case ENFILE:
             case ENOBUFS:
             case ENOMEM:
-                nbd_log("cannot accept a connection: %s (retrying shortly)", strerror(errno));
+                if ((*short_since)++ == 0)
+                    nbd_log("cannot accept a connection: %s (retrying every %d ms, "
+                            "logged again once one is accepted)", strerror(errno),
+                            NBD_ACCEPT_BACKOFF_MS);
                 return false;
             default:
                 nbd_log("cannot accept a connection: %s", strerror(errno));
                 return true;
             }
+        }
+        if (*short_since) {
+            nbd_log("accepting connections again (%u attempts failed meanwhile)",
+                    *short_since);
+            *short_since = 0;
         }
         if (!s->lfd_unix[i]) {
             int one = 1;
@@ -297,6 +317,7 @@ static void *listener_main(void *arg)
     struct nbd_server *s = arg;
     struct pollfd pfd[NBD_MAX_LISTENERS + 1];
     bool backoff = false;
+    unsigned short_since = 0;
 
     for (;;) {
         unsigned n = 0;
@@ -311,7 +332,7 @@ static void *listener_main(void *arg)
                 pfd[n].fd = s->lfd[i];
                 pfd[n++].events = POLLIN;
             }
-        r = poll(pfd, n, backoff ? 100 : -1);
+        r = poll(pfd, n, backoff ? NBD_ACCEPT_BACKOFF_MS : -1);
         if (r < 0 && errno != EINTR) {
             nbd_log("listener: poll: %s", strerror(errno));
             break;
@@ -323,7 +344,7 @@ static void *listener_main(void *arg)
             continue;
         }
         for (unsigned i = 0; r > 0 && i < s->nlfd; i++)
-            if (pfd[1 + i].revents && !accept_all(s, i))
+            if (pfd[1 + i].revents && !accept_all(s, i, &short_since))
                 backoff = true;
     }
     return NULL;

@@ -57,6 +57,17 @@ expect 2 pc serve --nbd ftp:x
 contains "$err" "expected unix:PATH or tcp:[HOST]:PORT"
 expect 2 pc serve --nbd tcp:localhost:99999
 contains "$err" "the port must be a number"
+# --workers: the engine's range, 1 to 256, checked before anything starts
+# (a bad --durability, checked after it, shows that 1 and 256 got past).
+for w in 0 257 1024 -1 4x ""; do
+    expect 2 pc serve --workers "$w"
+    contains "$err" "pitcopy: serve: --workers: '$w' is not a number from 1 to 256"
+done
+for w in 1 256; do
+    expect 2 pc serve --workers "$w" --durability lax
+    contains "$err" "--durability: 'lax' is not strict or none"
+done
+[ ! -e "$STATE" ] || fail "a refused serve created $STATE"
 
 # --help on everything: usage, options, an example; exit 0, on stdout.
 expect 0 pc --help

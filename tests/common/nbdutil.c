@@ -352,7 +352,10 @@ void tu_raw_reply(int fd, bool is_read, uint32_t count, void *buf, uint32_t cap,
             memcpy(&ml, payload + 4, 2);
             out->error = be32toh(e);
             assert_true(out->error != 0);
-            assert_true(be16toh(ml) <= len - 6);
+            ml = be16toh(ml);
+            assert_true(ml <= len - 6 && ml < sizeof out->msg);
+            memcpy(out->msg, payload + 6, ml);
+            out->msg[ml] = '\0';
             break;
         }
         case NBD_REPLY_TYPE_NONE:

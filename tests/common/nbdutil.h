@@ -74,6 +74,7 @@ struct tu_reply {
     uint32_t nextents;      /* BLOCK_STATUS: descriptors seen */
     uint32_t ext_len;       /* ... the first one's length and flags */
     uint32_t ext_flags;
+    char     msg[128];      /* a structured error's message, NUL-terminated */
 };
 /* is_read: a simple reply carries read data (count bytes into buf). */
 void tu_raw_reply(int fd, bool is_read, uint32_t count, void *buf, uint32_t cap,

@@ -1,5 +1,6 @@
 /* Description: bitmap bits, ranges, counts and searches at size, word and page edges, and the page-full summary. */
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -102,6 +103,20 @@ static void test_zero_size(void **state)
 	bitmap_clear_all(b);
 	assert_true(bitmap_check(b));
 	bitmap_destroy(b);
+}
+
+/* Sizes whose directory alone exceeds any address space (2^62 bits need
+ * 1 PiB of page pointers): refused as the header says, NULL and -ENOMEM,
+ * not a crash and not a bitmap that fails later. */
+static void test_too_big(void **state)
+{
+	(void)state;
+	static const uint64_t huge[] = { 1ull << 62, UINT64_MAX };
+	for (size_t i = 0; i < sizeof huge / sizeof *huge; i++) {
+		int err = 0;
+		assert_null(bitmap_create(huge[i], &err));
+		assert_int_equal(err, -ENOMEM);
+	}
 }
 
 /* One bit at each edge: test, test_and_set, count, both searches, clear. */
@@ -414,6 +429,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_empty),
 		cmocka_unit_test(test_zero_size),
+		cmocka_unit_test(test_too_big),
 		cmocka_unit_test(test_single_bits),
 		cmocka_unit_test(test_ranges),
 		cmocka_unit_test(test_summary),

@@ -202,11 +202,14 @@ int pc_engine_create(const struct pc_engine_opts *opts, struct pc_engine **out,
         opts = &defaults;
     n = opts->workers;
     if (n == 0) {
+        /* One per CPU, up to the limit: a big machine must still start. */
         long c = sysconf(_SC_NPROCESSORS_ONLN);
         n = c > 0 ? (unsigned)c : 1;
+        if (n > PC_MAX_WORKERS)
+            n = PC_MAX_WORKERS;
     }
-    if (n > 256) {
-        pc_error_set(err, -EINVAL, "%u workers is more than the 256 allowed", n);
+    if (n > PC_MAX_WORKERS) {
+        pc_error_set(err, -EINVAL, "%u workers is more than the %u allowed", n, PC_MAX_WORKERS);
         return -EINVAL;
     }
     e = calloc(1, sizeof *e);

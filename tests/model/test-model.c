@@ -22,7 +22,12 @@
  * grains.  A mapping start locks its source and target whole (the model
  * needs one instant); test-engine-hold covers starts under writes.
  *
- *   PITCOPY_MODEL_OPS   operations per backend (default 100000)
+ * The durable variants give every mapping a metadata file (engine/meta.c,
+ * durability strict), so every split bit goes through the committer's
+ * group commit before the operation that set it completes.
+ *
+ *   PITCOPY_MODEL_OPS   operations per backend (default 100000; a quarter
+ *                       of it for the durable variants)
  *   PITCOPY_MODEL_TARGETS, PITCOPY_MODEL_GRAIN   fix what is otherwise random
  *   PITCOPY_SEED        replay a run (the schedule of threads still varies)
  */
@@ -66,6 +71,7 @@ struct mmap_slot {
 struct model {
     struct pc_engine *e;
     char             *dir;
+    bool              durable;       /* mappings keep metadata files */
     unsigned          ntgt[NSRC];
     uint32_t          grain[NSRC];
     struct mvol       src[NSRC];
@@ -293,9 +299,12 @@ static void do_control(struct model *md, uint64_t *rs)
     if (!m) {
         char name[32];
         snprintf(name, sizeof name, "m%u.%u", s, t);
+        char meta[4200];
+        snprintf(meta, sizeof meta, "%s/%s.pcmeta", md->dir, name);
         struct pc_map_opts o = {
             .name = name, .source = sv->v, .target = tv->v, .grain_size = md->grain[s],
             .copy_rate = pick_rate(rs), .clean_rate = PC_RATE_UNLIMITED,
+            .meta_path = md->durable ? meta : NULL,
         };
         r = pc_map_create(md->e, &o, &md->map[s][t].m, &err);
         if (r)
@@ -453,7 +462,7 @@ static void verify_all(struct model *md)
     pc_buf_free_any(buf, MAX_IO);
 }
 
-static void run_model(const char *backend)
+static void run_model(const char *backend, bool durable)
 {
     static const uint32_t grains[] = { 4096, 16384, 65536, 262144 };
     struct model *md = calloc(1, sizeof *md);
@@ -463,6 +472,7 @@ static void run_model(const char *backend)
     char name[32], path[4096];
     assert_non_null(md);
 
+    md->durable = durable;
     md->seed = tu_seed("test-model");
     rs = md->seed;
     md->dir = tu_tmpdir("model");
@@ -499,7 +509,7 @@ static void run_model(const char *backend)
         printf("source %u: %u targets, grain %u KiB\n", s, md->ntgt[s], md->grain[s] >> 10);
     }
 
-    md->ops_left = tu_env_u64("PITCOPY_MODEL_OPS", 100000);
+    md->ops_left = tu_env_u64("PITCOPY_MODEL_OPS", 100000) / (durable ? 4 : 1);
     struct client cl[NTHREADS];
     for (unsigned i = 0; i < NTHREADS; i++) {
         cl[i].md = md;
@@ -528,9 +538,9 @@ static void run_model(const char *backend)
         }
     verify_all(md);
 
-    printf("%s: %llu reads, %llu writes, %llu EIO on offline targets, %llu creates, "
+    printf("%s%s: %llu reads, %llu writes, %llu EIO on offline targets, %llu creates, "
            "%llu starts, %llu stops, %llu deletes, %llu rate changes\n",
-           pc_engine_io_backend(md->e),
+           pc_engine_io_backend(md->e), durable ? " (durable metadata)" : "",
            (unsigned long long)md->n_read, (unsigned long long)md->n_write,
            (unsigned long long)md->n_eio, (unsigned long long)md->n_create,
            (unsigned long long)md->n_start, (unsigned long long)md->n_stop,
@@ -548,14 +558,18 @@ static void run_model(const char *backend)
         fail_msg("model violations; replay with PITCOPY_SEED=%llu", (unsigned long long)seed);
 }
 
-static void test_model_uring(void **state) { (void)state; run_model("uring"); }
-static void test_model_aio(void **state) { (void)state; run_model("aio"); }
+static void test_model_uring(void **state) { (void)state; run_model("uring", false); }
+static void test_model_aio(void **state) { (void)state; run_model("aio", false); }
+static void test_model_uring_durable(void **state) { (void)state; run_model("uring", true); }
+static void test_model_aio_durable(void **state) { (void)state; run_model("aio", true); }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_uring),
         cmocka_unit_test(test_model_aio),
+        cmocka_unit_test(test_model_uring_durable),
+        cmocka_unit_test(test_model_aio_durable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

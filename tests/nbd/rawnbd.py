@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """tests/nbd/rawnbd.py — a tiny NBD client (python3 stdlib only) for what no
-real client sends: malformed requests, disconnects mid-request, and storms
-of connections.  Used by test-bad-input.sh and test-storm.sh.
+real client sends: malformed requests, disconnects mid-request, storms
+of connections, a server stopping under its clients.  Used by
+test-bad-input.sh, test-storm.sh and test-shutdown.sh.
 
     rawnbd.py bad-input SOCKET EXPORT
     rawnbd.py storm SOCKET EXPORT CONNECTIONS
+    rawnbd.py shutdown SOCKET EXPORT PID PAYLOAD_FILE
 
 Exit status 0 when every expectation held, 1 otherwise (with a message).
 """
@@ -23,14 +25,15 @@ REQ_MAGIC = 0x25609513
 SIMPLE_MAGIC = 0x67446698
 STRUCT_MAGIC = 0x668E33EF
 
-OPT_ABORT, OPT_GO, OPT_STRUCTURED_REPLY = 2, 7, 8
-REP_ACK, REP_INFO = 1, 3
+OPT_EXPORT_NAME, OPT_ABORT, OPT_LIST, OPT_GO, OPT_STRUCTURED_REPLY = 1, 2, 3, 7, 8
+REP_ACK, REP_SERVER, REP_INFO = 1, 2, 3
+REP_ERR_SHUTDOWN = (1 << 31) + 7
 REP_ERR_TOO_BIG = (1 << 31) + 9
 INFO_EXPORT = 0
 CMD_READ, CMD_WRITE, CMD_DISC, CMD_FLUSH = 0, 1, 2, 3
 REPLY_FLAG_DONE = 1
 TYPE_OFFSET_DATA, TYPE_ERROR = 1, (1 << 15) + 1
-EINVAL, ENOSPC = 22, 28
+EINVAL, ENOSPC, ESHUTDOWN = 22, 28, 108
 
 
 class Fail(Exception):
@@ -70,6 +73,15 @@ class Conn:
             while True:
                 if not self.s.recv(65536):
                     return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+    def hung_up_silently(self):
+        """True when the server closes without sending another byte."""
+        try:
+            return self.s.recv(1) == b""
         except (ConnectionResetError, BrokenPipeError):
             return True
         except socket.timeout:
@@ -272,10 +284,92 @@ def storm(path, export, n):
         raise Fail("; ".join(errors[:5]))
 
 
+def shutdown(path, export, pid, payload_file):
+    """SIGTERM with clients in each phase (the daemon runs --workers 1, so
+    all of them share the worker that gets the stop)."""
+    hs = Conn(path)
+    hs.hello()                              # in the handshake at the stop
+    mute = Conn(path)
+    mute.hello()                            # ... and never speaks again
+    idle, _ = open_export(path, export)     # transmission, nothing in flight
+    # Two WRITEs in flight across the stop, one per reply kind: the header
+    # and all but the last 4 KiB of the payload go before it.
+    busy = []
+    for k, structured in enumerate((True, False)):
+        c, _ = open_export(path, export, structured)
+        payload = os.urandom(1 << 20)
+        c.req(CMD_WRITE, k << 20, len(payload), 1)
+        c.send(payload[:-4096])
+        busy.append((c, payload))
+    with open(payload_file, "wb") as f:
+        for _, payload in busy:
+            f.write(payload)
+    time.sleep(0.5)                         # the server has taken all that in
+    os.kill(pid, 15)
+
+    # Options get NBD_REP_ERR_SHUTDOWN from the moment the worker stops:
+    # ask until they do, then once more, then leave politely.
+    deadline = time.time() + 20
+    while True:
+        expect(time.time() < deadline, "no NBD_REP_ERR_SHUTDOWN within 20 s of SIGTERM")
+        hs.opt(OPT_LIST)
+        while True:
+            _, rtype, data = hs.opt_reply()
+            if rtype != REP_SERVER:
+                break
+        if rtype == REP_ERR_SHUTDOWN:
+            break
+        expect(rtype == REP_ACK, "NBD_OPT_LIST: reply %#x %r" % (rtype, data))
+        time.sleep(0.05)
+    name = export.encode()
+    hs.opt(OPT_GO, struct.pack(">I", len(name)) + name + struct.pack(">H", 0))
+    _, rtype, _ = hs.opt_reply()
+    expect(rtype == REP_ERR_SHUTDOWN, "NBD_OPT_GO while stopping: %#x, not ERR_SHUTDOWN" % rtype)
+    hs.opt(OPT_ABORT)
+    _, rtype, _ = hs.opt_reply()
+    expect(rtype == REP_ACK, "NBD_OPT_ABORT while stopping: %#x, not ACK" % rtype)
+    expect(hs.closed_by_server(), "not closed after NBD_OPT_ABORT")
+
+    # Nothing in flight: closed at once, without a word.
+    expect(idle.hung_up_silently(), "an idle connection was not closed")
+
+    # The rest of each payload, then requests that arrive after the stop,
+    # all in one send: the WRITE completes, the others get ESHUTDOWN, a
+    # refused WRITE's payload is skipped (the READ after it is still read
+    # as a header), then the server hangs up.
+    for c, payload in busy:
+        late = struct.pack(">IHHQQI", REQ_MAGIC, 0, CMD_WRITE, 2, 0, 4096) + b"L" * 4096
+        late += struct.pack(">IHHQQI", REQ_MAGIC, 0, CMD_READ, 3, 0, 4096)
+        late += struct.pack(">IHHQQI", REQ_MAGIC, 0, CMD_FLUSH, 4, 0, 0)
+        c.send(payload[-4096:] + late)
+        got = {}
+        for _ in range(4):
+            cookie, err, _ = c.reply()
+            got[cookie] = err
+        kind = "structured" if c.structured else "simple"
+        expect(got == {1: 0, 2: ESHUTDOWN, 3: ESHUTDOWN, 4: ESHUTDOWN},
+               "%s replies after the stop: %r" % (kind, got))
+        # ESHUTDOWN obliges the client to disconnect softly.
+        try:
+            c.req(CMD_DISC, 0, 0, 5)
+        except OSError:
+            pass                            # the server was quicker
+        expect(c.closed_by_server(), "%s: not closed after the stop" % kind)
+        c.close()
+
+    # The mute one is closed when the stop's grace period ends.
+    expect(mute.closed_by_server(), "a mute handshake was never closed")
+    for c in (hs, mute, idle):
+        c.close()
+    print("shutdown: ERR_SHUTDOWN, ESHUTDOWN, in-flight WRITEs completed")
+
+
 def main():
     try:
         if sys.argv[1] == "bad-input":
             bad_input(sys.argv[2], sys.argv[3])
+        elif sys.argv[1] == "shutdown":
+            shutdown(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
         elif sys.argv[1] == "storm":
             storm(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         else:

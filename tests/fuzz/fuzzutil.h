@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/fuzz/fuzzutil.h — what the libFuzzer harnesses share: a private
+ * directory on tmpfs, and the client's side of a connection played from a
+ * fuzz input.
+ *
+ * Context
+ *   The harness's thread.  Failures of the environment (no tmpfs, no
+ *   socketpair) abort: they are not findings, and a harness that silently
+ *   runs nothing would report a clean run.
+ */
+#ifndef PITCOPY_FUZZUTIL_H
+#define PITCOPY_FUZZUTIL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A fresh directory under /dev/shm (or $TMPDIR), removed at exit. */
+const char *fz_sandbox(const char *tag);
+/* rm -rf of what dir holds, keeping dir. */
+void fz_empty_dir(const char *dir);
+
+/*
+ * The client: a thread that sends data on fd (then shuts its sending side,
+ * as a client that is done) while it reads and drops everything the server
+ * says, until the server closes.  Reading as it writes is what keeps a
+ * server whose replies fill the socket from waiting on a client that is
+ * waiting on it.
+ */
+struct fz_client {
+    pthread_t      th;
+    int            fd;
+    const uint8_t *data;
+    size_t         size;
+    bool           show;    /* $FUZZ_SHOW_REPLIES: copy what the server says to stderr */
+};
+
+/* Start the client on fd (ours: closed by fz_client_join). */
+void fz_client_start(struct fz_client *c, int fd, const uint8_t *data, size_t size);
+void fz_client_join(struct fz_client *c);
+
+#endif

@@ -185,7 +185,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         die("ctl_server_start", &err);
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         die("socketpair", NULL);
-    fz_client_start(&client, sv[1], data, size);
+    fz_client_start(&client, sv[1], data, size, size);
     ctl_server_serve_fd(cs, sv[0]);             /* until the input ends; closes sv[0] */
     fz_client_join(&client);
     if (ctl_server_drain(cs, 10000) != 0)

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tests/fuzz/fuzz-nbd.c — libFuzzer: an input is everything a client sends
- * on one NBD connection, from its handshake flags to its last request.
+ * tests/fuzz/fuzz-nbd.c — libFuzzer: an input is one byte saying when the
+ * server stops, then everything a client sends on one NBD connection, from
+ * its handshake flags to its last request.
  *
  * Role
  *   Every input gets a fresh nbd_server serving exactly one connection, one
@@ -15,6 +16,14 @@
  *   buffer or volume reference it fails to return shows up as a hang in stop
  *   or as a leak at the end of the input.
  *
+ *   The first byte, n: 0 stops the server (nbd_server_stop) only after the
+ *   client hung up; otherwise the stop begins once the client has sent
+ *   (n - 1) * 16 bytes, and the client goes on sending the rest, so the
+ *   shutdown replies (NBD_REP_ERR_SHUTDOWN, ESHUTDOWN; internal.h N6) and
+ *   the drain are fuzzed too.  Where the server is in the stream when the
+ *   stop reaches its worker is up to the scheduler, so such an input may
+ *   need a few runs to reproduce.
+ *
  *   The engine lives for the whole run: one worker, volumes "v1" (1 MiB) and
  *   "v2" (1 MiB) as files in a private tmpfs directory, and a mapping v1 →
  *   v2 started with copy rate 0, so writes to v1 take the copy-on-write path
@@ -26,6 +35,7 @@
  *   Build and run: make fuzz (tests/fuzz/run-fuzz.sh); one input:
  *   build-fuzz/fuzz-nbd FILE.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,8 +88,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct nbd_server *s;
     struct pc_error err = { 0 };
     struct fz_client client;
+    size_t stop_at = SIZE_MAX;
     int sv[2];
 
+    if (size == 0)
+        return -1;                              /* not an input: no stop byte */
+    if (data[0])
+        stop_at = (size_t)(data[0] - 1) * 16;
+    data++;
+    size--;
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
         perror("fuzz-nbd: socketpair");
         abort();
@@ -87,8 +104,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.stdio_fd = sv[0];                         /* the server's from here on */
     if (nbd_server_start(engine, &o, &s, &err) != 0)
         die("nbd_server_start", &err);
-    fz_client_start(&client, sv[1], data, size);
-    fz_client_join(&client);                    /* the server hung up */
-    nbd_server_stop(s);
+    fz_client_start(&client, sv[1], data, size, stop_at);
+    if (stop_at != SIZE_MAX) {
+        fz_client_wait_sent(&client, stop_at);
+        nbd_server_stop(s);                     /* returns once the connection is gone */
+        fz_client_join(&client);
+    } else {
+        fz_client_join(&client);                /* the server hung up */
+        nbd_server_stop(s);
+    }
     return 0;
 }

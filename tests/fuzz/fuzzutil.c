@@ -87,7 +87,9 @@ static void *client_main(void *arg)
             break;
         }
         if (p.revents & POLLOUT) {
-            ssize_t w = send(c->fd, c->data + off, c->size - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+            /* Not past the mark in one send: it is met exactly. */
+            size_t len = (off < c->mark ? c->mark : c->size) - off;
+            ssize_t w = send(c->fd, c->data + off, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 
             if (w > 0)
                 off += (size_t)w;
@@ -95,6 +97,11 @@ static void *client_main(void *arg)
                 off = c->size;          /* the server stopped reading: so do we */
             if (off == c->size)
                 shutdown(c->fd, SHUT_WR);
+            pthread_mutex_lock(&c->lock);
+            c->sent = off;
+            c->done = off == c->size;
+            pthread_cond_broadcast(&c->cond);
+            pthread_mutex_unlock(&c->lock);
         }
         if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
             ssize_t n = recv(c->fd, sink, sizeof sink, MSG_DONTWAIT);
@@ -108,12 +115,18 @@ static void *client_main(void *arg)
     return NULL;
 }
 
-void fz_client_start(struct fz_client *c, int fd, const uint8_t *data, size_t size)
+void fz_client_start(struct fz_client *c, int fd, const uint8_t *data, size_t size,
+                     size_t mark)
 {
     c->fd = fd;
     c->data = data;
     c->size = size;
+    c->mark = mark < size ? mark : size;
     c->show = getenv("FUZZ_SHOW_REPLIES") != NULL;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    c->sent = 0;
+    c->done = size == 0;
     if (size == 0)
         shutdown(fd, SHUT_WR);
     if (pthread_create(&c->th, NULL, client_main, c) != 0) {
@@ -122,8 +135,18 @@ void fz_client_start(struct fz_client *c, int fd, const uint8_t *data, size_t si
     }
 }
 
+void fz_client_wait_sent(struct fz_client *c, size_t n)
+{
+    pthread_mutex_lock(&c->lock);
+    while (c->sent < n && !c->done)
+        pthread_cond_wait(&c->cond, &c->lock);
+    pthread_mutex_unlock(&c->lock);
+}
+
 void fz_client_join(struct fz_client *c)
 {
     pthread_join(c->th, NULL);
     close(c->fd);
+    pthread_cond_destroy(&c->cond);
+    pthread_mutex_destroy(&c->lock);
 }

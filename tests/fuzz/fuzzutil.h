@@ -30,15 +30,24 @@ void fz_empty_dir(const char *dir);
  * waiting on it.
  */
 struct fz_client {
-    pthread_t      th;
-    int            fd;
-    const uint8_t *data;
-    size_t         size;
-    bool           show;    /* $FUZZ_SHOW_REPLIES: copy what the server says to stderr */
+    pthread_t       th;
+    int             fd;
+    const uint8_t  *data;
+    size_t          size;
+    size_t          mark;   /* sends stop here once, so fz_client_wait_sent(mark) is exact */
+    bool            show;   /* $FUZZ_SHOW_REPLIES: copy what the server says to stderr */
+    pthread_mutex_t lock;
+    pthread_cond_t  cond;
+    size_t          sent;   /* lock: bytes of data sent so far */
+    bool            done;   /* lock: sending is over (all sent, or the server stopped reading) */
 };
 
-/* Start the client on fd (ours: closed by fz_client_join). */
-void fz_client_start(struct fz_client *c, int fd, const uint8_t *data, size_t size);
+/* Start the client on fd (ours: closed by fz_client_join); mark: see above
+ * (size or more: none). */
+void fz_client_start(struct fz_client *c, int fd, const uint8_t *data, size_t size,
+                     size_t mark);
+/* Wait until at least n bytes were sent, or sending is over. */
+void fz_client_wait_sent(struct fz_client *c, size_t n);
 void fz_client_join(struct fz_client *c);
 
 #endif

@@ -4,9 +4,11 @@
 
     tests/fuzz/gen-corpus.py            # rewrites corpus-nbd/ and corpus-ctl/
 
-A seed for fuzz-nbd is what a client sends on one connection, named by its
-message sequence (newstyle-go-read: fixed-newstyle flags, NBD_OPT_GO, a READ);
-the exports are fuzz-nbd.c's "v1" and "v2" (1 MiB each).  A seed for fuzz-ctl
+A seed for fuzz-nbd is the byte that says when the server stops (0: after
+the client; see fuzz-nbd.c), then what a client sends on one connection,
+named by its message sequence (newstyle-go-read: fixed-newstyle flags,
+NBD_OPT_GO, a READ; stopN-: the server stops after N bytes); the exports
+are fuzz-nbd.c's "v1" and "v2" (1 MiB each).  A seed for fuzz-ctl
 is the JSON lines a client sends on one control connection.  Each is small
 and valid, or invalid in one named way, so the fuzzer starts at every
 branch a real client reaches.  Reproducers of fixed bugs are not written
@@ -95,6 +97,24 @@ NBD = {
     "newstyle-not-fixed": flags(0) + opt(OPT_LIST),
 }
 
+# The server stops once the client has sent N bytes (N a multiple of 16).
+def stop_at(n, stream):
+    assert n % 16 == 0 and n // 16 + 1 < 256
+    return bytes([n // 16 + 1]) + stream
+
+
+NBD_STOPPING = {
+    "stop0-newstyle-go-read": stop_at(0, NBD["newstyle-go-read"]),
+    "stop16-newstyle-list-info-abort": stop_at(16, NBD["newstyle-list-info-abort"]),
+    "stop32-newstyle-export-name-zeroes": stop_at(32, NBD["newstyle-export-name-zeroes"]),
+    # In the middle of the WRITE's payload (it starts at byte 72): the
+    # WRITE completes, what follows gets ESHUTDOWN.
+    "stop1024-newstyle-go-write-read-flush": stop_at(1024, flags() + opt(OPT_STRUCTURED_REPLY) +
+        go("v1") + req(CMD_WRITE, 0, 4096, 1, payload=b"\x77" * 4096) +
+        req(CMD_READ, 0, 4096, 2) + req(CMD_WRITE, 4096, 4096, 3, payload=b"\x78" * 4096) +
+        req(CMD_FLUSH, cookie=4) + req(CMD_DISC)),
+}
+
 CTL_BAD = [
     'this is not json',
     '[1,2,3]',
@@ -168,7 +188,9 @@ CTL = {
 
 
 def main():
-    for sub, seeds, enc in (("corpus-nbd", NBD, lambda b: b),
+    nbd = {n: b"\x00" + stream for n, stream in NBD.items()}
+    nbd.update(NBD_STOPPING)
+    for sub, seeds, enc in (("corpus-nbd", nbd, lambda b: b),
                             ("corpus-ctl", CTL, lambda ls: ("\n".join(ls) + "\n").encode())):
         d = os.path.join(HERE, sub)
         os.makedirs(d, exist_ok=True)

@@ -270,11 +270,21 @@ static bool all_blank(const char *p, size_t n)
 static void conn_serve(struct ctl_server *s, int fd)
 {
     char *buf = malloc(CTL_LINE_MAX);
-    size_t have = 0;
+    size_t have = 0, start = 0;     /* buf[start, have): not yet handled */
     bool discarding = false, warned = false, eof = false;
 
     while (buf && !eof) {
-        char *nl = memchr(buf, '\n', have);
+        char *line = buf + start;
+        char *nl = memchr(line, '\n', have - start);
+        if (!nl && start > 0) {
+            /* The partial line to the front, once per read: moving the
+             * rest after every line cost a full buffer of short lines its
+             * length squared. */
+            memmove(buf, line, have - start);
+            have -= start;
+            start = 0;
+            line = buf;
+        }
         if (!nl && have == CTL_LINE_MAX) {
             discarding = true;      /* P2: drop it up to its newline */
             have = 0;
@@ -304,21 +314,19 @@ static void conn_serve(struct ctl_server *s, int fd)
                 continue;
             }
         }
-        size_t len = (size_t)(nl - buf);
+        size_t len = (size_t)(nl - line);
         int r = 0;
         if (discarding) {
             discarding = false;
             r = reply_error(fd, NULL, -E2BIG, "the request is longer than %u bytes",
                             CTL_LINE_MAX - 1);
-        } else if (!all_blank(buf, len)) {
-            r = conn_handle_line(s, fd, buf, len, &warned);
+        } else if (!all_blank(line, len)) {
+            r = conn_handle_line(s, fd, line, len, &warned);
         }
         if (r < 0)
             break;
-        if (!eof) {
-            have -= len + 1;
-            memmove(buf, nl + 1, have);
-        }
+        if (!eof)
+            start += len + 1;
     }
     free(buf);
     close(fd);

@@ -202,6 +202,10 @@ def main():
     big = '{"id":1,"method":"status","params":{"x":"%s"}}' % ("a" * 70000)
     with open(os.path.join(HERE, "corpus-ctl", "line-too-long"), "w") as f:
         f.write(big + "\n" + call(2, "volume.list") + "\n" + call(3, "status"))
+    # A buffer full of short lines: each used to cost a move of the rest of
+    # the buffer (tests/cli/test-control-lines.sh).
+    with open(os.path.join(HERE, "corpus-ctl", "short-lines-fill-the-buffer"), "w") as f:
+        f.write("\n" * 60000 + "{}\n" * 3000 + call(1, "status") + "\n")
 
 
 if __name__ == "__main__":

@@ -143,6 +143,13 @@ int  ctl_server_start(struct pc_engine *e, const struct ctl_server_opts *o,
 unsigned ctl_server_drain(struct ctl_server *s, int timeout_ms);
 /* After a drain that returned 0: unlink the socket, free. */
 void ctl_server_destroy(struct ctl_server *s);
+/*
+ * Serve one connection on fd in the calling thread, exactly as an accepted
+ * one, until the client hangs up; fd is closed.  For the fuzzer
+ * (tests/fuzz/fuzz-ctl.c), as nbd_server_opts.stdio_fd is for NBD.  Not
+ * counted in status, and ctl_server_drain does not wait for it.
+ */
+void ctl_server_serve_fd(struct ctl_server *s, int fd);
 
 /*
  * Make way for a Unix socket at path, which must then be free to bind:

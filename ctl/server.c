@@ -183,9 +183,9 @@ static int reply_error(int fd, json_t *id, int code, const char *fmt, ...)
 }
 
 /* One request line (without its newline). */
-static int conn_handle_line(struct ctl_conn *cn, const char *line, size_t len, bool *warned)
+static int conn_handle_line(struct ctl_server *s, int fd, const char *line, size_t len,
+                            bool *warned)
 {
-    struct ctl_server *s = cn->s;
     json_error_t jerr;
     json_t *req, *id = NULL, *params;
     const struct ctl_method *m;
@@ -198,39 +198,39 @@ static int conn_handle_line(struct ctl_conn *cn, const char *line, size_t len, b
         if (!*warned)
             ctl_log("control: bad request (not JSON: %s); replying with an error", jerr.text);
         *warned = true;
-        return reply_error(cn->fd, NULL, -EBADMSG, "the request is not valid JSON: %s "
+        return reply_error(fd, NULL, -EBADMSG, "the request is not valid JSON: %s "
                            "(column %d)", jerr.text, jerr.column);
     }
     if (!json_is_object(req)) {
-        r = reply_error(cn->fd, NULL, -EINVAL, "a request must be a JSON object with "
+        r = reply_error(fd, NULL, -EINVAL, "a request must be a JSON object with "
                         "\"id\", \"method\" and \"params\"");
         goto out;
     }
     id = json_object_get(req, "id");
     if (id && !json_is_integer(id)) {
-        r = reply_error(cn->fd, NULL, -EINVAL, "the request's \"id\" must be an integer");
+        r = reply_error(fd, NULL, -EINVAL, "the request's \"id\" must be an integer");
         goto out;
     }
     json_object_foreach(req, key, v) {
         if (strcmp(key, "id") && strcmp(key, "method") && strcmp(key, "params") &&
             strcmp(key, "jsonrpc")) {
-            r = reply_error(cn->fd, id, -EINVAL, "unknown request field '%.64s' (a request "
+            r = reply_error(fd, id, -EINVAL, "unknown request field '%.64s' (a request "
                             "has \"id\", \"method\" and \"params\")", key);
             goto out;
         }
     }
     v = json_object_get(req, "method");
     if (!json_is_string(v)) {
-        r = reply_error(cn->fd, id, -EINVAL, "the request's \"method\" must be a string");
+        r = reply_error(fd, id, -EINVAL, "the request's \"method\" must be a string");
         goto out;
     }
     m = ctl_method_find(json_string_value(v));
     if (!m) {
-        r = reply_error(cn->fd, id, -ENOSYS, "unknown method '%.64s'", json_string_value(v));
+        r = reply_error(fd, id, -ENOSYS, "unknown method '%.64s'", json_string_value(v));
         goto out;
     }
     params = json_object_get(req, "params");
-    struct ctl_call c = { .srv = s, .st = s->st, .fd = cn->fd };
+    struct ctl_call c = { .srv = s, .st = s->st, .fd = fd };
     r = ctl_params_validate(m, params, &c.err);
     if (r < 0) {
         if (!*warned)
@@ -250,7 +250,7 @@ static int conn_handle_line(struct ctl_conn *cn, const char *line, size_t len, b
         r = -ECONNRESET;   /* nobody to answer */
         goto out;
     }
-    r = reply(cn->fd, id, r < 0 ? NULL : c.result, &c.err);
+    r = reply(fd, id, r < 0 ? NULL : c.result, &c.err);
     json_decref(c.result);
 out:
     json_decref(req);
@@ -265,23 +265,33 @@ static bool all_blank(const char *p, size_t n)
     return true;
 }
 
-static void *conn_main(void *arg)
+/* Read lines from fd and answer each until the client leaves or the server
+ * drains (C2); then close fd. */
+static void conn_serve(struct ctl_server *s, int fd)
 {
-    struct ctl_conn *cn = arg;
-    struct ctl_server *s = cn->s;
     char *buf = malloc(CTL_LINE_MAX);
-    size_t have = 0;
+    size_t have = 0, start = 0;     /* buf[start, have): not yet handled */
     bool discarding = false, warned = false, eof = false;
 
     while (buf && !eof) {
-        char *nl = memchr(buf, '\n', have);
+        char *line = buf + start;
+        char *nl = memchr(line, '\n', have - start);
+        if (!nl && start > 0) {
+            /* The partial line to the front, once per read: moving the
+             * rest after every line cost a full buffer of short lines its
+             * length squared. */
+            memmove(buf, line, have - start);
+            have -= start;
+            start = 0;
+            line = buf;
+        }
         if (!nl && have == CTL_LINE_MAX) {
             discarding = true;      /* P2: drop it up to its newline */
             have = 0;
             continue;
         }
         if (!nl) {
-            struct pollfd p[2] = { { .fd = cn->fd, .events = POLLIN },
+            struct pollfd p[2] = { { .fd = fd, .events = POLLIN },
                                    { .fd = s->wake[0], .events = POLLIN } };
             if (poll(p, 2, -1) < 0) {
                 if (errno == EINTR)
@@ -290,7 +300,7 @@ static void *conn_main(void *arg)
             }
             if (p[1].revents)
                 break;              /* draining: between requests, so stop here */
-            ssize_t n = recv(cn->fd, buf + have, CTL_LINE_MAX - have, 0);
+            ssize_t n = recv(fd, buf + have, CTL_LINE_MAX - have, 0);
             if (n < 0 && errno == EINTR)
                 continue;
             if (n <= 0) {
@@ -304,30 +314,41 @@ static void *conn_main(void *arg)
                 continue;
             }
         }
-        size_t len = (size_t)(nl - buf);
+        size_t len = (size_t)(nl - line);
         int r = 0;
         if (discarding) {
             discarding = false;
-            r = reply_error(cn->fd, NULL, -E2BIG, "the request is longer than %u bytes",
+            r = reply_error(fd, NULL, -E2BIG, "the request is longer than %u bytes",
                             CTL_LINE_MAX - 1);
-        } else if (!all_blank(buf, len)) {
-            r = conn_handle_line(cn, buf, len, &warned);
+        } else if (!all_blank(line, len)) {
+            r = conn_handle_line(s, fd, line, len, &warned);
         }
         if (r < 0)
             break;
-        if (!eof) {
-            have -= len + 1;
-            memmove(buf, nl + 1, have);
-        }
+        if (!eof)
+            start += len + 1;
     }
     free(buf);
-    close(cn->fd);
+    close(fd);
+}
+
+static void *conn_main(void *arg)
+{
+    struct ctl_conn *cn = arg;
+    struct ctl_server *s = cn->s;
+
+    conn_serve(s, cn->fd);
     pthread_mutex_lock(&s->lock);
     cn->done = true;
     s->active--;
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
     return NULL;
+}
+
+void ctl_server_serve_fd(struct ctl_server *s, int fd)
+{
+    conn_serve(s, fd);
 }
 
 /* ------------------------------------------------------------------------

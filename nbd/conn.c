@@ -24,7 +24,7 @@
  *   poll per fd), and the timer leaves the connection alone until it fires.
  *
  * Invariants
- *   N1–N5 (internal.h).  In particular nothing here frees a connection but
+ *   N1–N6 (internal.h).  In particular nothing here frees a connection but
  *   conn_sweep (N1), and the send queue is only ever appended to in
  *   completion order (N4).
  *
@@ -364,6 +364,10 @@ static void conn_sweep(struct nbd_conn *c)
 {
     if (c->state != CONN_DEAD && !c->wpoll_armed)
         conn_send(c);
+    /* Server stop (N6): once what was in flight is done, close.  Replies
+     * still queued (ESHUTDOWN ones included) go out first, as in any drain. */
+    if (c->state == CONN_TRANSMISSION && c->nw->stopping && c->nengine == 0 && !c->wr_req)
+        nbd_conn_drain(c, "server shutting down");
     if (c->state == CONN_DRAIN && c->nengine == 0 && !conn_output_pending(c))
         nbd_conn_kill(c, NULL);
     if (c->state == CONN_DEAD && c->nengine == 0 && !c->rpoll_armed &&
@@ -681,7 +685,10 @@ static void grace_timer_fn(struct io_timer *t)
     struct nbd_worker *nw = t->priv;
 
     for (struct nbd_conn *c = nw->conns; c; c = c->next)
-        nbd_conn_kill(c, "server shutting down (the client did not take its replies)");
+        nbd_conn_kill(c, "server shutting down (%s)",
+                      c->state == CONN_HANDSHAKE ? "the client did not end its handshake" :
+                      c->wr_req ? "a WRITE payload did not arrive" :
+                      "the client did not take its replies");
 }
 
 void nbd_worker_init(struct nbd_worker *nw)
@@ -692,15 +699,20 @@ void nbd_worker_init(struct nbd_worker *nw)
     nw->grace_timer.priv = nw;
 }
 
+/*
+ * N6: from here on handshake.c answers options with NBD_REP_ERR_SHUTDOWN and
+ * transmission.c refuses new requests with ESHUTDOWN, as the protocol asks
+ * of a server being shut down; requests in flight (a WRITE whose payload is
+ * still arriving among them) finish and are answered.  The sweep closes a
+ * connection in transmission once nothing of it is in flight; one in the
+ * handshake stays until it sends NBD_OPT_ABORT or leaves.  The grace timer
+ * bounds both.
+ */
 void nbd_worker_stop(struct nbd_worker *nw)
 {
     nw->stopping = true;
-    for (struct nbd_conn *c = nw->conns; c; c = c->next) {
-        if (c->state == CONN_HANDSHAKE)
-            nbd_conn_kill(c, "server shutting down");
-        else
-            nbd_conn_drain(c, "server shutting down");
-    }
+    for (struct nbd_conn *c = nw->conns; c; c = c->next)
+        nbd_conn_kick(c);
     io_loop_timer_arm(nw->loop, &nw->grace_timer, NBD_STOP_GRACE_NS);
 }
 

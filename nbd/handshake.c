@@ -8,7 +8,8 @@
  *   our reply; one that does not still gets them in order).  Understood:
  *   EXPORT_NAME, ABORT, LIST, INFO, GO, STRUCTURED_REPLY,
  *   LIST_META_CONTEXT and SET_META_CONTEXT (base:allocation); anything
- *   else gets NBD_REP_ERR_UNSUP.  Every engine volume is an export under
+ *   else gets NBD_REP_ERR_UNSUP; while the server stops, everything but
+ *   ABORT gets NBD_REP_ERR_SHUTDOWN (N6).  Every engine volume is an export under
  *   its name; there is no default export (the empty name), and a client
  *   asking for it is told so.
  *
@@ -29,6 +30,9 @@
  *       context options hold it only while they look at it.
  *   H3  base:allocation is on in transmission only if the last
  *       SET_META_CONTEXT chose it for the very export that GO names.
+ *   H4  While the server stops (N6), an option is still framed and counted
+ *       as usual (H1, NBD_MAX_OPTIONS) before it is refused, so the stream
+ *       stays in step and a client cannot keep the connection forever.
  *
  * Context
  *   The connection's worker.  pc_volume_get/put/list take the engine's
@@ -144,6 +148,12 @@ static void rep_err(struct nbd_conn *c, uint32_t opt, uint32_t type, const char 
     if ((size_t)n >= sizeof msg)
         n = sizeof msg - 1;
     rep(c, opt, type, msg, (uint32_t)n);
+}
+
+/* N6: the server is stopping; the client must give up (soft disconnect). */
+static void rep_shutdown(struct nbd_conn *c, uint32_t opt)
+{
+    rep_err(c, opt, NBD_REP_ERR_SHUTDOWN, "%s: pitcopy is shutting down", nbd_opt_name(opt));
 }
 
 /* ------------------------------------------------------------------------
@@ -490,8 +500,11 @@ bool nbd_handshake_parse(struct nbd_conn *c)
         }
         c->hs->nr_options++;
         c->skip = len;
-        rep_err(c, opt, NBD_REP_ERR_TOO_BIG, "%s: %u bytes of option data is more than %u",
-                nbd_opt_name(opt), len, NBD_MAX_OPTION_LEN);
+        if (c->nw->stopping)
+            rep_shutdown(c, opt);                                   /* N6 */
+        else
+            rep_err(c, opt, NBD_REP_ERR_TOO_BIG, "%s: %u bytes of option data is more than %u",
+                    nbd_opt_name(opt), len, NBD_MAX_OPTION_LEN);
         return true;
     }
     if (avail - sizeof h < len)
@@ -507,6 +520,18 @@ bool nbd_handshake_parse(struct nbd_conn *c)
     if (++c->hs->nr_options > NBD_MAX_OPTIONS) {
         nbd_conn_kill(c, "client sent more than %u options", NBD_MAX_OPTIONS);
         return false;
+    }
+
+    if (c->nw->stopping && opt != NBD_OPT_ABORT) {                  /* N6 */
+        if (opt == NBD_OPT_EXPORT_NAME) {
+            /* It has no error reply: the protocol says to hang up. */
+            nbd_conn_kill(c, "NBD_OPT_EXPORT_NAME while the server is shutting down");
+            return false;
+        }
+        /* The client must now send NBD_OPT_ABORT; until it does (or the
+         * stop's grace period ends) every option gets the same answer. */
+        rep_shutdown(c, opt);
+        return c->state <= CONN_TRANSMISSION;
     }
 
     switch (opt) {

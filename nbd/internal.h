@@ -21,7 +21,8 @@
  *
  *     CONN_HANDSHAKE --OPT_GO/EXPORT_NAME--> CONN_TRANSMISSION
  *          |                                    |
- *          |   OPT_ABORT, NBD_CMD_DISC, end of file, server stop
+ *          |   OPT_ABORT, NBD_CMD_DISC, end of file,
+ *          |   server stop with nothing in flight (N6)
  *          |                 v                  v
  *          +----------->  CONN_DRAIN  (requests in flight finish, their
  *          |                 |         replies are sent, then close)
@@ -50,6 +51,11 @@
  *   N5  Nothing from the socket is asserted on: lengths are bounded (option
  *       data NBD_MAX_OPTION_LEN, strings NBD_MAX_STRING, payload
  *       NBD_MAX_PAYLOAD) and checked before use.
+ *   N6  Once its worker is stopping (nbd_server_stop), a connection starts
+ *       nothing new: every option but NBD_OPT_ABORT is answered
+ *       NBD_REP_ERR_SHUTDOWN (NBD_OPT_EXPORT_NAME, which cannot be refused,
+ *       hangs up), every request but NBD_CMD_DISC ESHUTDOWN.  What was in
+ *       flight when the stop came finishes and is answered.
  *
  * Locking
  *   None on the data path: a connection and its nbd_worker belong to one
@@ -87,7 +93,7 @@
 #define NBD_MAX_CONNS        1024u              /* per server */
 #define NBD_RBUF_SIZE        (128u << 10)       /* receive buffer per connection */
 #define NBD_ZERO_CHUNK       (1u << 20)         /* WRITE_ZEROES writes this much at a time */
-#define NBD_STOP_GRACE_NS    (5ull * 1000000000u) /* stop waits this long for slow readers */
+#define NBD_STOP_GRACE_NS    (5ull * 1000000000u) /* stop waits this long for slow clients (N6) */
 #define NBD_ERR_MSG_MAX      80u                /* text in a structured error chunk */
 #define NBD_REPLY_HDR_MAX    (20u + 6u + NBD_ERR_MSG_MAX)
 #define NBD_MAX_LISTENERS    8u
@@ -194,7 +200,7 @@ struct nbd_worker {
     struct io_timer     turn_timer; /* armed with no delay: runs at the end of this turn */
     bool                turn_armed;
     struct io_timer     grace_timer;/* nbd_server_stop: kill what is left */
-    bool                stopping;
+    bool                stopping;   /* N6 */
     void               *zbuf;       /* NBD_ZERO_CHUNK zeros, lazily */
     struct pc_msg       stop_msg;   /* nbd_server_stop, step 2 (S2 in server.c) */
     struct pc_msg       teardown_msg;   /* step 4 */

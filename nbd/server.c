@@ -10,8 +10,10 @@
  *   nbd_server_stop undoes it all in order:
  *
  *     1. stop the listener thread, close the listeners, unlink the socket;
- *     2. on every worker: drain each connection (requests in flight finish,
- *        replies go out) and arm a grace timer that kills what remains;
+ *     2. on every worker: refuse what is new (NBD_REP_ERR_SHUTDOWN,
+ *        ESHUTDOWN), let requests in flight finish and their replies go out,
+ *        close each connection once it is quiet (N6), and arm a grace timer
+ *        that kills what remains;
  *     3. wait until every connection is freed (nconns == 0);
  *     4. on every worker: cancel the timers, free the zero buffer;
  *     5. free the server.

@@ -33,6 +33,9 @@
  *                          with the thin-target work (DESIGN.md, Thin).
  *   DISC                   no reply: the connection drains and closes.
  *
+ *   While the server stops (N6), every request but DISC is refused with
+ *   ESHUTDOWN before validation; a refused WRITE's payload is skipped (N3).
+ *
  * Invariants
  *   T1  execute() and everything after it see only requests that validate()
  *       passed: offset and count are NBD_MIN_BLOCK aligned, count > 0, the
@@ -168,6 +171,13 @@ static void put_simple(struct nbd_req *r, uint32_t error)
     r->hdr_len = sizeof h;
 }
 
+/* What an error means, for logs and error chunks.  ESHUTDOWN is ours, not
+ * a socket's: strerror's "transport endpoint" text would mislead. */
+static const char *err_text(int err)
+{
+    return err == -ESHUTDOWN ? "the server is shutting down" : strerror(-err);
+}
+
 /* Log the first error of a connection with its real errno; count the rest. */
 static void note_error(struct nbd_conn *c, const struct nbd_req *r, bool rejected)
 {
@@ -176,7 +186,7 @@ static void note_error(struct nbd_conn *c, const struct nbd_req *r, bool rejecte
                 "(further errors on this connection are counted, not logged)",
                 (unsigned long long)c->id, c->export_name, nbd_cmd_name(r->cmd),
                 rejected ? "rejected" : "failed", (unsigned long long)r->offset,
-                r->count, strerror(-r->err));
+                r->count, err_text(r->err));
 }
 
 static void build_reply(struct nbd_conn *c, struct nbd_req *r)
@@ -188,7 +198,7 @@ static void build_reply(struct nbd_conn *c, struct nbd_req *r)
         if (c->structured) {
             char msg[NBD_ERR_MSG_MAX + 1];
             struct nbd_chunk_error e;
-            int n = snprintf(msg, sizeof msg, "%s: %s", nbd_cmd_name(r->cmd), strerror(-r->err));
+            int n = snprintf(msg, sizeof msg, "%s: %s", nbd_cmd_name(r->cmd), err_text(r->err));
 
             if (n < 0)
                 n = 0;
@@ -391,7 +401,7 @@ bool nbd_transmission_parse(struct nbd_conn *c)
             nbd_conn_drain(c, "client sent NBD_CMD_DISC");
             return false;
         }
-        err = validate(c, r);
+        err = c->nw->stopping ? -ESHUTDOWN : validate(c, r);         /* N6 */
         if (r->cmd == NBD_CMD_WRITE) {
             if (!err) {
                 r->buf = pc_buf_alloc(c->nw->w, r->count);

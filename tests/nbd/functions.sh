@@ -106,11 +106,12 @@ new_tmpdir()
 }
 
 # Start `pitcopy serve` on a fresh state directory and wait until both its
-# sockets answer.  Sets: state (the directory), sock (its NBD socket),
-# pitcopy_pid.  Extra arguments go to `pitcopy serve`.
+# sockets answer.  Sets: state (the directory), sock (its NBD socket: the
+# default one, or the path of an --nbd unix:PATH argument), pitcopy_pid.
+# Extra arguments go to `pitcopy serve`.
 start_pitcopy()
 {
-    local i
+    local i a
     [ -x "$PITCOPY" ] || fail "$PITCOPY is missing: run make"
     new_tmpdir
     state=$tmpdir/state
@@ -118,6 +119,12 @@ start_pitcopy()
     "$PITCOPY" serve --state-dir "$state" "$@" > "$_pitcopy_log" 2>&1 &
     pitcopy_pid=$!
     sock="$state/nbd.sock"
+    for a in "$@"; do
+        case "$a" in
+            unix:*) sock=${a#unix:} ;;
+            --nbd=unix:*) sock=${a#--nbd=unix:} ;;
+        esac
+    done
     for ((i = 0; i < 300; i++)); do
         if [ -S "$sock" ] && [ -S "$state/control.sock" ]; then
             # The control socket answers only once the daemon is up.

@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """tests/nbd/rawnbd.py — a tiny NBD client (python3 stdlib only) for what no
-real client sends: malformed requests, disconnects mid-request, and storms
-of connections.  Used by test-bad-input.sh and test-storm.sh.
+real client sends: malformed requests, disconnects mid-request, storms
+of connections, a server stopping under its clients.  Used by
+test-bad-input.sh, test-storm.sh, test-shutdown.sh and test-vanish.sh.
 
     rawnbd.py bad-input SOCKET EXPORT
     rawnbd.py storm SOCKET EXPORT CONNECTIONS
+    rawnbd.py shutdown SOCKET EXPORT PID PAYLOAD_FILE
+    rawnbd.py vanish SOCKET TCP_PORT EXPORT CLIENTS ROUNDS SEED
+    rawnbd.py free-port
 
 Exit status 0 when every expectation held, 1 otherwise (with a message).
 """
 import os
+import random
 import socket
 import struct
 import sys
@@ -23,14 +28,15 @@ REQ_MAGIC = 0x25609513
 SIMPLE_MAGIC = 0x67446698
 STRUCT_MAGIC = 0x668E33EF
 
-OPT_ABORT, OPT_GO, OPT_STRUCTURED_REPLY = 2, 7, 8
-REP_ACK, REP_INFO = 1, 3
+OPT_EXPORT_NAME, OPT_ABORT, OPT_LIST, OPT_GO, OPT_STRUCTURED_REPLY = 1, 2, 3, 7, 8
+REP_ACK, REP_SERVER, REP_INFO = 1, 2, 3
+REP_ERR_SHUTDOWN = (1 << 31) + 7
 REP_ERR_TOO_BIG = (1 << 31) + 9
 INFO_EXPORT = 0
 CMD_READ, CMD_WRITE, CMD_DISC, CMD_FLUSH = 0, 1, 2, 3
 REPLY_FLAG_DONE = 1
 TYPE_OFFSET_DATA, TYPE_ERROR = 1, (1 << 15) + 1
-EINVAL, ENOSPC = 22, 28
+EINVAL, ENOSPC, ESHUTDOWN = 22, 28, 108
 
 
 class Fail(Exception):
@@ -43,11 +49,21 @@ def expect(cond, what):
 
 
 class Conn:
-    def __init__(self, path, timeout=20.0):
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.s.settimeout(timeout)
-        self.s.connect(path)
+    def __init__(self, path, timeout=20.0, tcp_port=None):
+        if tcp_port is None:
+            self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.s.settimeout(timeout)
+            self.s.connect(path)
+        else:
+            self.s = socket.create_connection(("127.0.0.1", tcp_port), timeout)
+            self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.structured = False
+
+    def vanish(self, reset=False):
+        """Go away without a word; over TCP, reset=True sends an RST."""
+        if reset:
+            self.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.s.close()
 
     def close(self):
         self.s.close()
@@ -70,6 +86,15 @@ class Conn:
             while True:
                 if not self.s.recv(65536):
                     return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+    def hung_up_silently(self):
+        """True when the server closes without sending another byte."""
+        try:
+            return self.s.recv(1) == b""
         except (ConnectionResetError, BrokenPipeError):
             return True
         except socket.timeout:
@@ -272,10 +297,193 @@ def storm(path, export, n):
         raise Fail("; ".join(errors[:5]))
 
 
+def shutdown(path, export, pid, payload_file):
+    """SIGTERM with clients in each phase (the daemon runs --workers 1, so
+    all of them share the worker that gets the stop)."""
+    hs = Conn(path)
+    hs.hello()                              # in the handshake at the stop
+    mute = Conn(path)
+    mute.hello()                            # ... and never speaks again
+    idle, _ = open_export(path, export)     # transmission, nothing in flight
+    # Two WRITEs in flight across the stop, one per reply kind: the header
+    # and all but the last 4 KiB of the payload go before it.
+    busy = []
+    for k, structured in enumerate((True, False)):
+        c, _ = open_export(path, export, structured)
+        payload = os.urandom(1 << 20)
+        c.req(CMD_WRITE, k << 20, len(payload), 1)
+        c.send(payload[:-4096])
+        busy.append((c, payload))
+    with open(payload_file, "wb") as f:
+        for _, payload in busy:
+            f.write(payload)
+    time.sleep(0.5)                         # the server has taken all that in
+    os.kill(pid, 15)
+
+    # Options get NBD_REP_ERR_SHUTDOWN from the moment the worker stops:
+    # ask until they do, then once more, then leave politely.
+    deadline = time.time() + 20
+    while True:
+        expect(time.time() < deadline, "no NBD_REP_ERR_SHUTDOWN within 20 s of SIGTERM")
+        hs.opt(OPT_LIST)
+        while True:
+            _, rtype, data = hs.opt_reply()
+            if rtype != REP_SERVER:
+                break
+        if rtype == REP_ERR_SHUTDOWN:
+            break
+        expect(rtype == REP_ACK, "NBD_OPT_LIST: reply %#x %r" % (rtype, data))
+        time.sleep(0.05)
+    name = export.encode()
+    hs.opt(OPT_GO, struct.pack(">I", len(name)) + name + struct.pack(">H", 0))
+    _, rtype, _ = hs.opt_reply()
+    expect(rtype == REP_ERR_SHUTDOWN, "NBD_OPT_GO while stopping: %#x, not ERR_SHUTDOWN" % rtype)
+    hs.opt(OPT_ABORT)
+    _, rtype, _ = hs.opt_reply()
+    expect(rtype == REP_ACK, "NBD_OPT_ABORT while stopping: %#x, not ACK" % rtype)
+    expect(hs.closed_by_server(), "not closed after NBD_OPT_ABORT")
+
+    # Nothing in flight: closed at once, without a word.
+    expect(idle.hung_up_silently(), "an idle connection was not closed")
+
+    # The rest of each payload, then requests that arrive after the stop,
+    # all in one send: the WRITE completes, the others get ESHUTDOWN, a
+    # refused WRITE's payload is skipped (the READ after it is still read
+    # as a header), then the server hangs up.
+    for c, payload in busy:
+        late = struct.pack(">IHHQQI", REQ_MAGIC, 0, CMD_WRITE, 2, 0, 4096) + b"L" * 4096
+        late += struct.pack(">IHHQQI", REQ_MAGIC, 0, CMD_READ, 3, 0, 4096)
+        late += struct.pack(">IHHQQI", REQ_MAGIC, 0, CMD_FLUSH, 4, 0, 0)
+        c.send(payload[-4096:] + late)
+        got = {}
+        for _ in range(4):
+            cookie, err, _ = c.reply()
+            got[cookie] = err
+        kind = "structured" if c.structured else "simple"
+        expect(got == {1: 0, 2: ESHUTDOWN, 3: ESHUTDOWN, 4: ESHUTDOWN},
+               "%s replies after the stop: %r" % (kind, got))
+        # ESHUTDOWN obliges the client to disconnect softly.
+        try:
+            c.req(CMD_DISC, 0, 0, 5)
+        except OSError:
+            pass                            # the server was quicker
+        expect(c.closed_by_server(), "%s: not closed after the stop" % kind)
+        c.close()
+
+    # The mute one is closed when the stop's grace period ends.
+    expect(mute.closed_by_server(), "a mute handshake was never closed")
+    for c in (hs, mute, idle):
+        c.close()
+    print("shutdown: ERR_SHUTDOWN, ESHUTDOWN, in-flight WRITEs completed")
+
+
+# Where a vanishing client stops (vanish()).  Each leaves the server holding
+# something different: nothing yet, a half message in its receive buffer,
+# option data, a WRITE slot and buffer waiting for payload, READ buffers and
+# replies nobody reads.
+VANISH_POINTS = [
+    "before-greeting", "mid-greeting", "half-flags", "after-flags", "half-option",
+    "option-without-data", "unread-option-reply", "after-go", "half-request",
+    "write-partial-payload", "write-header-only", "reads-unread", "read-half-reply",
+    "write-unread-reply",
+]
+
+
+def vanish_one(path, tcp_port, export, rng):
+    point = rng.choice(VANISH_POINTS)
+    tcp = tcp_port is not None and rng.random() < 0.5
+    c = Conn(path, tcp_port=tcp_port if tcp else None)
+    try:
+        if point == "before-greeting":
+            pass
+        elif point == "mid-greeting":
+            c.recv(rng.randrange(1, 18))
+        else:
+            if point == "half-flags":
+                c.recv(18)
+                c.send(b"\x00\x00")
+            elif point in ("after-flags", "half-option", "option-without-data",
+                           "unread-option-reply"):
+                c.hello()
+                if point == "half-option":
+                    c.send(struct.pack(">QI", IHAVEOPT, OPT_GO)[:rng.randrange(1, 12)])
+                elif point == "option-without-data":
+                    c.send(struct.pack(">QII", IHAVEOPT, OPT_GO, 100) + b"\x00" * rng.randrange(50))
+                elif point == "unread-option-reply":
+                    c.opt(OPT_LIST)
+            else:
+                c.hello()
+                c.go(export, structured=rng.random() < 0.5)
+                off = rng.randrange(256) * 4096
+                if point == "half-request":
+                    c.send(struct.pack(">IHHQQI", REQ_MAGIC, 0, CMD_READ, 1, off, 4096)[:rng.randrange(1, 28)])
+                elif point == "write-partial-payload":
+                    c.req(CMD_WRITE, off, 1 << 20, 1)
+                    c.send(os.urandom(rng.randrange(1, 1 << 20)))
+                elif point == "write-header-only":
+                    c.req(CMD_WRITE, off, 1 << 20, 1)
+                elif point == "reads-unread":
+                    for k in range(rng.randrange(1, 80)):
+                        c.req(CMD_READ, off, 1 << 20, k)
+                elif point == "read-half-reply":
+                    c.req(CMD_READ, off, 1 << 20, 1)
+                    c.recv(rng.randrange(1, 1 << 19))
+                elif point == "write-unread-reply":
+                    c.req(CMD_WRITE, off, 4096, 1, payload=b"v" * 4096)
+        time.sleep(rng.random() * 0.02)
+    except (OSError, Fail):
+        pass            # the server may be quicker to give up on us: fine
+    c.vanish(reset=tcp and rng.random() < 0.5)
+    return point
+
+
+def vanish(path, tcp_port, export, clients, rounds, seed):
+    """rounds x clients connections at once, each dropping at a random
+    point; then one that must still be served."""
+    seen = {}
+    errors = []
+    lock = threading.Lock()
+    for r in range(rounds):
+        def worker(k):
+            rng = random.Random("%d-%d-%d" % (seed, r, k))
+            try:
+                point = vanish_one(path, tcp_port, export, rng)
+                with lock:
+                    seen[point] = seen.get(point, 0) + 1
+            except Exception as e:  # noqa: BLE001 - report anything
+                with lock:
+                    errors.append("round %d client %d: %r" % (r, k, e))
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    if errors:
+        raise Fail("; ".join(errors[:5]))
+    check_serving(path, export)
+    print("vanish: %d x %d clients (seed %d): %s" % (rounds, clients, seed,
+          ", ".join("%s %d" % kv for kv in sorted(seen.items()))))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    print(port)
+
+
 def main():
     try:
         if sys.argv[1] == "bad-input":
             bad_input(sys.argv[2], sys.argv[3])
+        elif sys.argv[1] == "shutdown":
+            shutdown(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+        elif sys.argv[1] == "vanish":
+            vanish(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]),
+                   int(sys.argv[6]), int(sys.argv[7]))
+        elif sys.argv[1] == "free-port":
+            free_port()
         elif sys.argv[1] == "storm":
             storm(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         else:

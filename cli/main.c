@@ -30,7 +30,9 @@
 static const struct cli_cmd commands[] = {
     { NULL, "serve", cmd_serve,
       "serve [--state-dir DIR] [--nbd unix:PATH|tcp:[HOST]:PORT]... [--control PATH]\n"
-      "            [--durability strict|none] [--workers N]",
+      "            [--durability strict|none] [--workers N]\n"
+      "            [--tls-creds DIR [--tls-verify-peer] | --tls-psk FILE]\n"
+      "            [--tls off|on|require] [--insecure-tcp]",
       "Run the pitcopy daemon in the foreground: it owns the volumes, exports each\n"
       "one over NBD under its name, and answers the CLI on its control socket.  It\n"
       "logs one line per event to stderr and stops cleanly on SIGTERM or SIGINT\n"
@@ -47,10 +49,28 @@ static const struct cli_cmd commands[] = {
       "                         ./pitcopy-state)\n"
       "  --nbd unix:PATH        NBD on a Unix socket (default DIR/nbd.sock)\n"
       "  --nbd tcp:[HOST]:PORT  NBD on TCP; without a host, 127.0.0.1 only.  Give\n"
-      "                         --nbd twice for both; any --nbd replaces the default\n"
+      "                         --nbd twice for both; any --nbd replaces the default.\n"
+      "                         A host other hosts can reach (0.0.0.0, ::, a public\n"
+      "                         address) needs TLS, or --insecure-tcp\n"
       "  --control PATH         control socket (default DIR/control.sock; the CLI\n"
       "                         looks only there)\n"
       "  --workers N            engine worker threads, 1 to 256 (default: one per CPU)\n"
+      "  --tls-creds DIR        TLS with X.509 certificates: DIR holds server-cert.pem,\n"
+      "                         server-key.pem and, to check clients, ca-cert.pem\n"
+      "                         (the qemu and nbdkit layout; optional ca-crl.pem)\n"
+      "  --tls-verify-peer      with --tls-creds: clients must present a certificate\n"
+      "                         signed by ca-cert.pem\n"
+      "  --tls-psk FILE         TLS with pre-shared keys: FILE holds username:hexkey\n"
+      "                         lines, as `psktool -u USER -p FILE` writes them.\n"
+      "                         server-key.pem and FILE must be mode 0600 or stricter\n"
+      "                         and belong to the user pitcopy runs as\n"
+      "  --tls require          (the default with credentials) on every listener,\n"
+      "                         clients must start TLS before they learn anything\n"
+      "  --tls on               clients choose TLS or plain NBD\n"
+      "  --tls off              (the default without credentials) plain NBD only\n"
+      "  --insecure-tcp         serve plain NBD (or --tls on) on a TCP address other\n"
+      "                         hosts can reach: anyone on that network can then read\n"
+      "                         and write every volume.  Only for a network you trust\n"
       "  --durability strict    (default) a source write reaches the disk only after\n"
       "                         the old contents and the bit recording their copy\n"
       "                         are durable: targets survive crashes and power loss\n"
@@ -60,7 +80,10 @@ static const struct cli_cmd commands[] = {
       "  -h, --help             this help\n"
       "\n"
       "Example:\n"
-      "  pitcopy serve --state-dir /var/lib/pitcopy/default --nbd tcp::10809\n" },
+      "  pitcopy serve --state-dir /var/lib/pitcopy/default --nbd tcp::10809\n"
+      "  pitcopy serve --nbd tcp:0.0.0.0:10809 --tls-creds /etc/pki/pitcopy\n"
+      "      (clients: nbdinfo 'nbds://HOST/VOLUME?tls-certificates=DIR', where DIR\n"
+      "      holds ca-cert.pem)\n" },
     { NULL, "status", cmd_status,
       "status [--json]",
       "Show the daemon: version, uptime, I/O backend, workers, how many volumes and\n"
@@ -227,7 +250,7 @@ static void print_main_help(FILE *f)
             "\n"
             "Commands:\n");
     for (size_t i = 0; i < NCMDS; i++) {
-        char line[160];
+        char line[512];
         snprintf(line, sizeof line, "%s", commands[i].usage);
         fprintf(f, "  pitcopy %s\n", line);
     }

@@ -5,9 +5,11 @@
  * Role
  *   Takes the state directory (creating it 0700), locks it, creates the
  *   engine, loads pitcopy.json (volumes reopened, mappings recreated),
- *   starts the NBD server (every volume an export under its name) and the
- *   control server, then waits for SIGTERM/SIGINT on a signalfd, saving the
- *   state every few seconds if a mapping changed state on its own.
+ *   starts the NBD server (every volume an export under its name; TLS as
+ *   --tls, --tls-creds and --tls-psk say, required by default once there
+ *   are credentials) and the control server, then waits for SIGTERM/SIGINT
+ *   on a signalfd, saving the state every few seconds if a mapping changed
+ *   state on its own.
  *
  *   Shutdown, in order: stop taking control requests and let those in
  *   progress finish (a map.wait ends at once); stop NBD (requests in flight
@@ -193,12 +195,19 @@ static int serve_wait_signal(int fd, int timeout_ms)
 int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *nbd_specs[2], *control = NULL, *workers_s = NULL, *durability_s = NULL;
+    const char *tls_s = NULL, *tls_creds = NULL, *tls_psk = NULL;
+    bool tls_verify_peer = false, insecure_tcp = false;
     unsigned nnbd = 0;
     struct args_opt opts[] = {
         ARGS_OPT_MULTI("nbd", nbd_specs, &nnbd, 2),
         ARGS_OPT_VALUE("control", &control),
         ARGS_OPT_VALUE("workers", &workers_s),
         ARGS_OPT_VALUE("durability", &durability_s),
+        ARGS_OPT_VALUE("tls", &tls_s),
+        ARGS_OPT_VALUE("tls-creds", &tls_creds),
+        ARGS_OPT_VALUE("tls-psk", &tls_psk),
+        ARGS_OPT_FLAG("tls-verify-peer", &tls_verify_peer),
+        ARGS_OPT_FLAG("insecure-tcp", &insecure_tcp),
         CLI_COMMON_OPTS(ctx), ARGS_OPT_END,
     };
     struct args a;
@@ -234,6 +243,31 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
         else if (strcmp(durability_s, "strict"))
             return cli_usage_error(ctx, "--durability: '%s' is not strict or none", durability_s);
     }
+    /* TLS: with credentials, required unless --tls says otherwise (as
+     * nbdkit).  Contradictions are usage errors, not silent choices. */
+    enum nbd_tls_mode tls = tls_creds || tls_psk ? NBD_TLS_REQUIRE : NBD_TLS_OFF;
+    if (tls_s) {
+        if (!strcmp(tls_s, "off"))
+            tls = NBD_TLS_OFF;
+        else if (!strcmp(tls_s, "on"))
+            tls = NBD_TLS_ON;
+        else if (!strcmp(tls_s, "require"))
+            tls = NBD_TLS_REQUIRE;
+        else
+            return cli_usage_error(ctx, "--tls: '%s' is not off, on or require", tls_s);
+    }
+    if (tls_creds && tls_psk)
+        return cli_usage_error(ctx, "--tls-creds and --tls-psk: give one or the other");
+    if (tls != NBD_TLS_OFF && !tls_creds && !tls_psk)
+        return cli_usage_error(ctx, "--tls %s needs --tls-creds DIR or --tls-psk FILE", tls_s);
+    if (tls == NBD_TLS_OFF && (tls_creds || tls_psk))
+        return cli_usage_error(ctx, "--tls off with %s: drop one of them",
+                               tls_creds ? "--tls-creds" : "--tls-psk");
+    if (tls_verify_peer && !tls_creds)
+        return cli_usage_error(ctx, "--tls-verify-peer checks X.509 client certificates: "
+                               "it needs --tls-creds DIR");
+    const char *tls_word = tls == NBD_TLS_REQUIRE ? "required" : tls == NBD_TLS_ON ? "optional"
+                                                                                   : "off";
     const char *dir = ctx->state_dir;
     if (nnbd == 0) {
         snprintf(nbd_path, sizeof nbd_path, "%s/%s", dir, CTL_NBD_SOCK_NAME);
@@ -300,6 +334,11 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
         .tcp_host = nbd.tcp && nbd.host[0] ? nbd.host : NULL,
         .tcp_port = nbd.tcp ? nbd.port : NULL,
         .stdio_fd = -1,
+        .tls = tls,
+        .tls_creds_dir = tls_creds,
+        .tls_psk_file = tls_psk,
+        .tls_verify_peer = tls_verify_peer,
+        .insecure_tcp = insecure_tcp,
     };
     if (nbd.tcp)
         snprintf(tcp_desc, sizeof tcp_desc, "%s%s%s:%s", strchr(nbd.host, ':') ? "[" : "",
@@ -314,6 +353,7 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
         .state = st,
         .nbd_unix = nbd.unix_path,
         .nbd_tcp = nbd.tcp ? tcp_desc : NULL,
+        .nbd_tls = tls_word,
         .nbd_connections = serve_nbd_connections,
         .nbd_arg = ns,
     };
@@ -321,10 +361,10 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
         ctl_log("%s", err.msg);
         goto out;
     }
-    ctl_log("serving state directory %s (pid %d, %s I/O, %u workers): control %s, NBD %s%s%s%s",
-            dir, (int)getpid(), pc_engine_io_backend(e), pc_engine_workers(e), ctl_path,
-            nbd.unix_path ? "unix:" : "", nbd.unix_path ? nbd.unix_path : "",
-            nbd.unix_path && nbd.tcp ? ", tcp:" : nbd.tcp ? "tcp:" : "", tcp_desc);
+    ctl_log("serving state directory %s (pid %d, %s I/O, %u workers): control %s, NBD %s%s%s%s"
+            " (TLS %s)", dir, (int)getpid(), pc_engine_io_backend(e), pc_engine_workers(e),
+            ctl_path, nbd.unix_path ? "unix:" : "", nbd.unix_path ? nbd.unix_path : "",
+            nbd.unix_path && nbd.tcp ? ", tcp:" : nbd.tcp ? "tcp:" : "", tcp_desc, tls_word);
 
     while (!(sig = serve_wait_signal(sig_fd, SERVE_REFRESH_MS)) || sig == SIGUSR1) {
         if (sig == SIGUSR1 && crashsim)

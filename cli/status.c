@@ -28,9 +28,11 @@ static void status_print(const json_t *s)
     out_kv("uptime", "%s", up);
     out_kv("state directory", "%s", out_str(s, "state_dir"));
     out_kv("control socket", "%s", out_str(s, "control"));
-    out_kv("NBD", "%s%s%s", out_str(s, "nbd_unix"),
+    out_kv("NBD", "%s%s%s%s%s%s", out_str(s, "nbd_unix"),
            *out_str(s, "nbd_unix") && *out_str(s, "nbd_tcp") ? ", " : "",
-           *out_str(s, "nbd_tcp") ? out_str(s, "nbd_tcp") : "");
+           *out_str(s, "nbd_tcp") ? out_str(s, "nbd_tcp") : "",
+           *out_str(s, "nbd_tls") ? " (TLS " : "", out_str(s, "nbd_tls"),
+           *out_str(s, "nbd_tls") ? ")" : "");
     if (json_is_integer(json_object_get(s, "nbd_connections")))
         out_kv("NBD connections", "%lld", out_int(s, "nbd_connections"));
     else

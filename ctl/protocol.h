@@ -23,8 +23,9 @@
  *
  *     status            {}
  *         → {version, pid, uptime_s, state_dir, control, nbd_unix, nbd_tcp,
- *            io_backend, workers, volumes, mappings, states{state: n},
- *            nbd_connections, skipped_volumes[], skipped_mappings[]}
+ *            nbd_tls ("off", "optional" or "required"), io_backend, workers,
+ *            volumes, mappings, states{state: n}, nbd_connections,
+ *            skipped_volumes[], skipped_mappings[]}
  *     volume.create     {name, size, file?}       → VOLUME
  *         size in bytes (a multiple of 4096); file an absolute path,
  *         default STATE_DIR/volumes/NAME.img, created sparse if missing
@@ -127,6 +128,7 @@ struct ctl_server_opts {
     struct ctl_state *state;
     const char *nbd_unix;      /* for status: where NBD listens (NULL: not there) */
     const char *nbd_tcp;
+    const char *nbd_tls;       /* for status: "off", "optional", "required" (a literal) */
     /* for status: NBD connections open now */
     unsigned  (*nbd_connections)(void *arg);
     void       *nbd_arg;

@@ -53,6 +53,7 @@ struct ctl_server {
     struct ctl_state  *st;
     char              *path;
     char              *nbd_unix, *nbd_tcp;
+    const char        *nbd_tls;          /* a literal: not freed */
     unsigned         (*nbd_connections)(void *arg);
     void              *nbd_arg;
     int                lfd;
@@ -111,11 +112,11 @@ json_t *ctl_server_status(struct ctl_server *s)
     unsigned conns = s->active;
     pthread_mutex_unlock(&s->lock);
 
-    json_t *j = json_pack("{s:s, s:i, s:I, s:s, s:s, s:s?, s:s?, s:s, s:i, s:i, s:i, s:o}",
+    json_t *j = json_pack("{s:s, s:i, s:I, s:s, s:s, s:s?, s:s?, s:s?, s:s, s:i, s:i, s:i, s:o}",
                           "version", PITCOPY_VERSION, "pid", (int)getpid(),
                           "uptime_s", (json_int_t)(now.tv_sec - st->started.tv_sec),
                           "state_dir", st->dir, "control", s->path,
-                          "nbd_unix", s->nbd_unix, "nbd_tcp", s->nbd_tcp,
+                          "nbd_unix", s->nbd_unix, "nbd_tcp", s->nbd_tcp, "nbd_tls", s->nbd_tls,
                           "io_backend", pc_engine_io_backend(s->e),
                           "workers", (int)pc_engine_workers(s->e),
                           "volumes", (int)nvol, "mappings", (int)nmap, "states", states);
@@ -482,6 +483,7 @@ int ctl_server_start(struct pc_engine *e, const struct ctl_server_opts *o,
     s->st = o->state;
     s->nbd_unix = o->nbd_unix ? strdup(o->nbd_unix) : NULL;
     s->nbd_tcp = o->nbd_tcp ? strdup(o->nbd_tcp) : NULL;
+    s->nbd_tls = o->nbd_tls;
     s->nbd_connections = o->nbd_connections;
     s->nbd_arg = o->nbd_arg;
     s->lfd = s->wake[0] = s->wake[1] = -1;

@@ -23,8 +23,19 @@
  *   arms a writable poll on wfd, a dup of the socket (loop.h allows one
  *   poll per fd), and the timer leaves the connection alone until it fires.
  *
+ *   TLS (tls.c does the records): after NBD_OPT_STARTTLS the ACK goes out
+ *   in plain text, then the handshake runs on the same two polls, waiting
+ *   on whichever GnuTLS asks for.  From then on input is decrypted into the
+ *   same places (the receive buffer, or a WRITE's own buffer), a record of
+ *   at most 16 KiB per call, and reads go on until the socket is empty
+ *   rather than stopping at a short one; output goes out as records of up
+ *   to NBD_TLS_RECORD bytes, straight from the reply's buffers when the
+ *   next piece fills a record, else gathered into tls_stage so a reply
+ *   header and its first data share one.  The plain path is as it was: one
+ *   test of tls_phase per call, no copy.
+ *
  * Invariants
- *   N1–N6 (internal.h).  In particular nothing here frees a connection but
+ *   N1–N8 (internal.h).  In particular nothing here frees a connection but
  *   conn_sweep (N1), and the send queue is only ever appended to in
  *   completion order (N4).
  *
@@ -34,7 +45,8 @@
  * Context
  *   Worker thread, except nbd_conn_new (listener or control thread) and
  *   nbd_log (any).  Nothing blocks; the data path neither allocates (slots
- *   and buffers come from the connection and the worker's pool) nor locks.
+ *   and buffers come from the connection and the worker's pool) nor locks,
+ *   but for what GnuTLS allocates inside itself for its records under TLS.
  */
 #include <assert.h>
 #include <errno.h>
@@ -51,13 +63,16 @@
 #include "nbd/internal.h"
 #include "nbd/wire.h"
 
-/* recv calls per readable poll before we let other connections run. */
-#define CONN_INPUT_ROUNDS 16
+/* recv calls per readable poll before we let other connections run.  A
+ * TLS read returns one record (16 KiB at most), so TLS gets more of them. */
+#define CONN_INPUT_ROUNDS     16
+#define CONN_INPUT_ROUNDS_TLS 64
 
 static void conn_input(struct nbd_conn *c);
 static void conn_send(struct nbd_conn *c);
 static void conn_rpoll_done(struct io_req *req, int res);
 static void conn_wpoll_done(struct io_req *req, int res);
+static void conn_tls_handshake(struct nbd_conn *c);
 
 void nbd_log(const char *fmt, ...)
 {
@@ -83,6 +98,7 @@ static void conn_free_memory(struct nbd_conn *c)
     free(c->hs_out);
     free(c->reqs);
     free(c->rbuf);
+    free(c->tls_stage);
     free(c);
 }
 
@@ -209,6 +225,7 @@ static void conn_free(struct nbd_conn *c)
             c->why[0] ? c->why : "closed");
     if (c->vol)
         pc_volume_put(c->vol);
+    nbd_tls_session_free(c);                            /* L3 (tls.c) */
     close(c->fd);
     close(c->wfd);
     conn_free_memory(c);
@@ -320,6 +337,12 @@ void nbd_conn_drain(struct nbd_conn *c, const char *fmt, ...)
     va_start(ap, fmt);
     conn_why(c, fmt, ap);
     va_end(ap);
+    if (c->tls_phase == TLS_STARTING || c->tls_phase == TLS_HANDSHAKE) {
+        /* Half way into TLS there is nothing to finish: no request can be
+         * in flight, and no reply can be sent in plain text any more. */
+        nbd_conn_kill(c, NULL);
+        return;
+    }
     c->state = CONN_DRAIN;
     c->paused = false;
     conn_drop_partial_write(c);
@@ -368,8 +391,11 @@ static void conn_sweep(struct nbd_conn *c)
      * still queued (ESHUTDOWN ones included) go out first, as in any drain. */
     if (c->state == CONN_TRANSMISSION && c->nw->stopping && c->nengine == 0 && !c->wr_req)
         nbd_conn_drain(c, "server shutting down");
-    if (c->state == CONN_DRAIN && c->nengine == 0 && !conn_output_pending(c))
+    if (c->state == CONN_DRAIN && c->nengine == 0 && !conn_output_pending(c)) {
+        if (c->tls_phase == TLS_ON)
+            nbd_tls_bye(c);     /* an orderly end: close_notify */
         nbd_conn_kill(c, NULL);
+    }
     if (c->state == CONN_DEAD && c->nengine == 0 && !c->rpoll_armed &&
         !c->wpoll_armed && !c->dirty)
         conn_free(c);                                   /* N1 */
@@ -421,6 +447,27 @@ static void conn_arm_read(struct nbd_conn *c)
     io_loop_submit(c->nw->loop, &c->rpoll);
 }
 
+static void conn_arm_write(struct nbd_conn *c)
+{
+    if (c->wpoll_armed || c->state == CONN_DEAD)
+        return;
+    c->wpoll_armed = true;
+    io_loop_submit(c->nw->loop, &c->wpoll);
+}
+
+/* The socket has no input for us now: wait for it.  Under TLS a read may
+ * have to send first (GnuTLS answering a key update into a full socket):
+ * then it waits on the write poll, which comes back here (N8). */
+static void conn_wait_input(struct nbd_conn *c)
+{
+    if (c->tls_phase == TLS_ON && c->tls_want_write) {
+        c->tls_read_blocked = true;
+        conn_arm_write(c);
+        return;
+    }
+    conn_arm_read(c);
+}
+
 /* Parse everything whole in the receive buffer (N3). */
 static void conn_parse(struct nbd_conn *c)
 {
@@ -429,6 +476,8 @@ static void conn_parse(struct nbd_conn *c)
 
         if (c->state >= CONN_DRAIN)
             return;
+        if (c->tls_phase == TLS_STARTING || c->tls_phase == TLS_HANDSHAKE)
+            return;                                                 /* N7 */
         if (c->skip) {
             uint32_t n = c->skip < avail ? (uint32_t)c->skip : avail;
 
@@ -464,17 +513,27 @@ static void conn_parse(struct nbd_conn *c)
 
 static void conn_input(struct nbd_conn *c)
 {
+    bool drained = false;
+
     for (unsigned round = 0;; round++) {
         uint8_t *dst;
         size_t want;
         ssize_t n;
-        bool direct = false;
+        bool direct = false, tls;
 
         conn_parse(c);
         if (c->state >= CONN_DRAIN || c->paused)
             return;
-        if (round == CONN_INPUT_ROUNDS) {
-            conn_arm_read(c);           /* fires at once if more is waiting */
+        if (c->tls_phase == TLS_STARTING || c->tls_phase == TLS_HANDSHAKE) {
+            conn_tls_handshake(c);
+            return;
+        }
+        tls = c->tls_phase == TLS_ON;
+        /* The poll reports at once if more is waiting, except for what
+         * GnuTLS already holds (N8). */
+        if (drained || (round >= (tls ? CONN_INPUT_ROUNDS_TLS : CONN_INPUT_ROUNDS) &&
+                        !(tls && nbd_tls_pending(c)))) {
+            conn_arm_read(c);
             return;
         }
         if (c->rpos == c->rlen)
@@ -498,7 +557,13 @@ static void conn_input(struct nbd_conn *c)
                 return;
             }
         }
-        n = c->is_sock ? recv(c->fd, dst, want, 0) : read(c->fd, dst, want);
+        if (tls) {
+            n = nbd_tls_recv(c, dst, want);     /* < 0: -EAGAIN, or dead */
+        } else {
+            n = c->is_sock ? recv(c->fd, dst, want, 0) : read(c->fd, dst, want);
+            if (n < 0)
+                n = -errno;
+        }
         if (n > 0) {
             if (direct) {
                 c->wr_have += (uint32_t)n;
@@ -511,14 +576,11 @@ static void conn_input(struct nbd_conn *c)
             } else {
                 c->rlen += (uint32_t)n;
             }
-            if ((size_t)n < want) {
-                /* Short: the socket is (nearly) empty.  Parse, then wait;
-                 * the poll reports at once if more came meanwhile. */
-                conn_parse(c);
-                if (!c->paused)
-                    conn_arm_read(c);
-                return;
-            }
+            /* Short: the socket is (nearly) empty.  Parse, then wait.
+             * Not under TLS, where every read is one record: there reads
+             * go on until the socket has nothing. */
+            if ((size_t)n < want && !tls)
+                drained = true;
             continue;
         }
         if (n == 0) {
@@ -531,14 +593,15 @@ static void conn_input(struct nbd_conn *c)
                 nbd_conn_drain(c, "client disconnected without NBD_CMD_DISC");
             return;
         }
-        if (errno == EINTR)
+        if (n == -EINTR)
             continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            conn_arm_read(c);
+        if (n == -EAGAIN || n == -EWOULDBLOCK) {
+            conn_wait_input(c);
             return;
         }
-        nbd_conn_kill(c, "receive failed: %s", strerror(errno));
-        return;
+        if (!tls)
+            nbd_conn_kill(c, "receive failed: %s", strerror((int)-n));
+        return;                 /* under TLS, nbd_tls_recv said why */
     }
 }
 
@@ -558,6 +621,61 @@ static void conn_rpoll_done(struct io_req *req, int res)
         return;
     }
     conn_input(c);
+}
+
+/* ------------------------------------------------------------------------
+ * TLS: the switch from plain text (N7)
+ */
+
+int nbd_conn_starttls(struct nbd_conn *c)
+{
+    char why[160];
+    int r;
+
+    if (c->rpos != c->rlen) {
+        nbd_conn_kill(c, "client sent %u bytes after NBD_OPT_STARTTLS without waiting for "
+                      "its reply", c->rlen - c->rpos);
+        return -EPROTO;
+    }
+    c->tls_stage = malloc(NBD_TLS_RECORD);
+    if (!c->tls_stage) {
+        nbd_conn_kill(c, "out of memory for TLS");
+        return -ENOMEM;
+    }
+    r = nbd_tls_session_new(c, why, sizeof why);
+    if (r < 0) {
+        nbd_conn_kill(c, "%s", why);
+        return r;
+    }
+    c->tls_phase = TLS_STARTING;
+    return 0;
+}
+
+/* Move the TLS start on: from conn_input (nothing is read meanwhile),
+ * from conn_send once the plain ACK is out, and from either poll. */
+static void conn_tls_handshake(struct nbd_conn *c)
+{
+    int r;
+
+    if (c->state != CONN_HANDSHAKE)
+        return;                 /* killed meanwhile */
+    if (c->tls_phase == TLS_STARTING) {
+        if (conn_output_pending(c))
+            return;             /* conn_send comes back when the ACK is out */
+        c->tls_phase = TLS_HANDSHAKE;
+    }
+    r = nbd_tls_handshake(c);
+    if (r == -EAGAIN) {
+        if (c->tls_want_write)
+            conn_arm_write(c);
+        else
+            conn_arm_read(c);
+        return;
+    }
+    if (r < 0)
+        return;                 /* killed, and why */
+    c->tls_phase = TLS_ON;
+    conn_input(c);              /* the options go on, encrypted */
 }
 
 /* ------------------------------------------------------------------------
@@ -594,38 +712,84 @@ static void conn_sent(struct nbd_conn *c, size_t w)
     }
 }
 
+#define CONN_IOV_MAX ((int)(2 * NBD_MAX_INFLIGHT + 1))
+
+/* What is left to send, in order, as at most CONN_IOV_MAX pieces, or
+ * fewer once they hold enough bytes. */
+static int conn_gather(const struct nbd_conn *c, struct iovec *iov, size_t enough,
+                       size_t *total)
+{
+    const struct nbd_req *r;
+    uint32_t skip = c->sq_off;
+    int n = 0;
+
+    *total = 0;
+    if (c->hs_off < c->hs_len) {
+        iov[n].iov_base = c->hs_out + c->hs_off;
+        iov[n].iov_len = c->hs_len - c->hs_off;
+        *total += iov[n++].iov_len;
+    }
+    for (r = c->sq_head; r && n + 2 <= CONN_IOV_MAX && *total < enough; r = r->next) {
+        if (skip < r->hdr_len) {
+            iov[n].iov_base = (uint8_t *)r->hdr + skip;
+            iov[n].iov_len = r->hdr_len - skip;
+            *total += iov[n++].iov_len;
+            skip = 0;
+        } else {
+            skip -= r->hdr_len;
+        }
+        if (r->data_len > skip) {
+            iov[n].iov_base = (uint8_t *)r->buf + skip;
+            iov[n].iov_len = r->data_len - skip;
+            *total += iov[n++].iov_len;
+        }
+        skip = 0;
+    }
+    return n;
+}
+
+/* Send one record's worth under TLS: > 0 bytes sent, -EAGAIN, or dead. */
+static ssize_t conn_send_record(struct nbd_conn *c, struct iovec *iov)
+{
+    size_t total, len = 0;
+    int n;
+
+    if (nbd_tls_send_again(c))
+        return nbd_tls_send(c, NULL, 0);
+    n = conn_gather(c, iov, NBD_TLS_RECORD, &total);
+    if (iov[0].iov_len >= NBD_TLS_RECORD)
+        return nbd_tls_send(c, iov[0].iov_base, NBD_TLS_RECORD);    /* no copy */
+    for (int i = 0; i < n && len < NBD_TLS_RECORD; i++) {
+        size_t k = iov[i].iov_len < NBD_TLS_RECORD - len ? iov[i].iov_len
+                                                          : NBD_TLS_RECORD - len;
+
+        memcpy(c->tls_stage + len, iov[i].iov_base, k);
+        len += k;
+    }
+    return nbd_tls_send(c, c->tls_stage, len);
+}
+
 static void conn_send(struct nbd_conn *c)
 {
-    struct iovec iov[2 * NBD_MAX_INFLIGHT + 1];
+    struct iovec iov[CONN_IOV_MAX];
 
+    if (c->tls_phase == TLS_HANDSHAKE)
+        return;                 /* nothing to send but what GnuTLS sends */
     while (conn_output_pending(c)) {
-        struct nbd_req *r;
-        size_t total = 0;
-        uint32_t skip = c->sq_off;
-        int n = 0;
+        size_t total;
         ssize_t w;
+        int n;
 
-        if (c->hs_off < c->hs_len) {
-            iov[n].iov_base = c->hs_out + c->hs_off;
-            iov[n].iov_len = c->hs_len - c->hs_off;
-            total += iov[n++].iov_len;
+        if (c->tls_phase == TLS_ON) {
+            w = conn_send_record(c, iov);
+            if (w == -EAGAIN)
+                break;
+            if (w < 0)
+                return;         /* dead, and why */
+            conn_sent(c, (size_t)w);
+            continue;
         }
-        for (r = c->sq_head; r && n + 2 <= (int)(sizeof iov / sizeof iov[0]); r = r->next) {
-            if (skip < r->hdr_len) {
-                iov[n].iov_base = r->hdr + skip;
-                iov[n].iov_len = r->hdr_len - skip;
-                total += iov[n++].iov_len;
-                skip = 0;
-            } else {
-                skip -= r->hdr_len;
-            }
-            if (r->data_len > skip) {
-                iov[n].iov_base = (uint8_t *)r->buf + skip;
-                iov[n].iov_len = r->data_len - skip;
-                total += iov[n++].iov_len;
-            }
-            skip = 0;
-        }
+        n = conn_gather(c, iov, SIZE_MAX, &total);
         if (c->is_sock) {
             struct msghdr m = { .msg_iov = iov, .msg_iovlen = (size_t)n };
 
@@ -646,8 +810,11 @@ static void conn_send(struct nbd_conn *c)
             break;              /* the socket is full */
     }
     if (conn_output_pending(c)) {
-        c->wpoll_armed = true;
-        io_loop_submit(c->nw->loop, &c->wpoll);
+        conn_arm_write(c);
+        return;
+    }
+    if (c->tls_phase == TLS_STARTING) {
+        conn_tls_handshake(c);  /* the plain ACK is out: TLS from here */
         return;
     }
     if (c->paused && c->state == CONN_TRANSMISSION && c->free_reqs) {
@@ -671,7 +838,15 @@ static void conn_wpoll_done(struct io_req *req, int res)
         nbd_conn_kill(c, "waiting to send failed: %s", strerror(-res));
         return;
     }
+    if (c->tls_phase == TLS_HANDSHAKE) {
+        conn_tls_handshake(c);
+        return;
+    }
     conn_send(c);
+    if (c->tls_read_blocked && c->state < CONN_DRAIN && !c->wpoll_armed) {
+        c->tls_read_blocked = false;
+        conn_input(c);          /* N8: the read that had to send first */
+    }
     if (c->state == CONN_DRAIN)
         nbd_conn_kick(c);       /* the sweep closes it once all is sent */
 }

@@ -7,11 +7,19 @@
  *   options, each answered before the next is read (the client waits for
  *   our reply; one that does not still gets them in order).  Understood:
  *   EXPORT_NAME, ABORT, LIST, INFO, GO, STRUCTURED_REPLY,
- *   LIST_META_CONTEXT and SET_META_CONTEXT (base:allocation); anything
- *   else gets NBD_REP_ERR_UNSUP; while the server stops, everything but
- *   ABORT gets NBD_REP_ERR_SHUTDOWN (N6).  Every engine volume is an export under
- *   its name; there is no default export (the empty name), and a client
- *   asking for it is told so.
+ *   LIST_META_CONTEXT and SET_META_CONTEXT (base:allocation), and
+ *   STARTTLS when the server has TLS credentials; anything else gets
+ *   NBD_REP_ERR_UNSUP; while the server stops, everything but ABORT gets
+ *   NBD_REP_ERR_SHUTDOWN (N6).  Every engine volume is an export under its
+ *   name; there is no default export (the empty name), and a client asking
+ *   for it is told so.
+ *
+ *   TLS: with NBD_TLS_REQUIRE, every option before TLS but STARTTLS and
+ *   ABORT is answered NBD_REP_ERR_TLS_REQD, so a client learns nothing,
+ *   not even the export names, in plain text; EXPORT_NAME, which cannot be
+ *   refused politely, ends the connection.  STARTTLS is acknowledged in
+ *   plain text, conn.c runs the TLS handshake, and negotiation starts over
+ *   inside TLS: what was agreed before is forgotten (N7).
  *
  *   Size constraints: the engine takes 4 KiB aligned offsets and lengths
  *   only, so NBD_INFO_BLOCK_SIZE says minimum 4 KiB, preferred 64 KiB,
@@ -443,6 +451,31 @@ static void opt_meta_context(struct nbd_conn *c, uint32_t opt, const uint8_t *da
     rep(c, opt, NBD_REP_ACK, NULL, 0);
 }
 
+static void opt_starttls(struct nbd_conn *c, uint32_t len)
+{
+    if (!c->s->tls) {
+        rep_err(c, NBD_OPT_STARTTLS, NBD_REP_ERR_UNSUP,
+                "TLS is not enabled on this server (pitcopy serve --tls-creds DIR or "
+                "--tls-psk FILE enables it)");
+        return;
+    }
+    if (len != 0) {
+        rep_err(c, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, "NBD_OPT_STARTTLS takes no data");
+        return;
+    }
+    if (c->tls_phase != TLS_NONE) {
+        rep_err(c, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, "TLS is already negotiated");
+        return;
+    }
+    /* N7: start over inside TLS. */
+    c->structured = false;
+    c->hs->meta_set = false;
+    free(c->hs->meta_export);
+    c->hs->meta_export = NULL;
+    rep(c, NBD_OPT_STARTTLS, NBD_REP_ACK, NULL, 0);
+    nbd_conn_starttls(c);                   /* kills on failure */
+}
+
 /* ------------------------------------------------------------------------
  * The parser
  */
@@ -521,6 +554,22 @@ bool nbd_handshake_parse(struct nbd_conn *c)
         nbd_conn_kill(c, "client sent more than %u options", NBD_MAX_OPTIONS);
         return false;
     }
+    if (c->s->tls_mode == NBD_TLS_REQUIRE && c->tls_phase != TLS_ON &&
+        opt != NBD_OPT_STARTTLS && opt != NBD_OPT_ABORT) {
+        if (opt == NBD_OPT_EXPORT_NAME) {
+            nbd_conn_kill(c, "NBD_OPT_EXPORT_NAME without TLS, which this server requires");
+            return false;
+        }
+        /* Once per connection: the client's own message may not say why
+         * (libnbd reports "Operation not supported"). */
+        if (!c->hs->tls_refused)
+            nbd_log("connection %llu: %s refused: the client did not start TLS, which this "
+                    "server requires", (unsigned long long)c->id, nbd_opt_name(opt));
+        c->hs->tls_refused = true;
+        rep_err(c, opt, NBD_REP_ERR_TLS_REQD, "%s: this server requires TLS: send "
+                "NBD_OPT_STARTTLS first (nbds:// or nbds+unix:// URIs)", nbd_opt_name(opt));
+        return true;
+    }
 
     if (c->nw->stopping && opt != NBD_OPT_ABORT) {                  /* N6 */
         if (opt == NBD_OPT_EXPORT_NAME) {
@@ -558,8 +607,7 @@ bool nbd_handshake_parse(struct nbd_conn *c)
         opt_meta_context(c, opt, p, len);
         break;
     case NBD_OPT_STARTTLS:
-        rep_err(c, opt, NBD_REP_ERR_UNSUP,
-                "pitcopy does not do TLS: use its Unix socket, or TCP on a trusted network");
+        opt_starttls(c, len);   /* conn_parse reads no further in plain text (N7) */
         break;
     default:
         rep_err(c, opt, NBD_REP_ERR_UNSUP, "option %u is not supported by pitcopy", opt);

@@ -4,12 +4,14 @@
  *
  * Objects and who owns what
  *   struct nbd_server   listeners, the listener thread, one nbd_worker per
- *                       engine worker, the count of open connections.
+ *                       engine worker, the count of open connections, the
+ *                       TLS credentials (struct nbd_tls, tls.c).
  *   struct nbd_worker   the server's state on one engine worker: its
  *                       connections, the end-of-turn send timer and the list
  *                       of connections with replies to send, the zero buffer.
  *   struct nbd_conn     one client: socket, receive buffer, handshake state,
- *                       NBD_MAX_INFLIGHT request slots, the send queue.
+ *                       NBD_MAX_INFLIGHT request slots, the send queue, and
+ *                       after STARTTLS its GnuTLS session (nbd_tls_conn).
  *   struct nbd_req      one request slot: the engine request (pc_io), its
  *                       buffer, and the reply head once it completed.
  *
@@ -56,6 +58,25 @@
  *       NBD_REP_ERR_SHUTDOWN (NBD_OPT_EXPORT_NAME, which cannot be refused,
  *       hangs up), every request but NBD_CMD_DISC ESHUTDOWN.  What was in
  *       flight when the stop came finishes and is answered.
+ *   N7  Once NBD_OPT_STARTTLS is accepted, nothing received in plain text is
+ *       parsed: the option must be the last byte in the receive buffer or
+ *       the connection dies, and what was negotiated before it is forgotten.
+ *       So a client (or a man in the middle) cannot slip options in plain
+ *       text that would then count as sent over TLS (nbdkit's CVE-2021-3716).
+ *   N8  Under TLS a connection never waits on its read poll while GnuTLS
+ *       holds decrypted input (gnutls_record_check_pending): the socket
+ *       would not wake it for bytes already read.
+ *
+ * TLS (tls.c), per connection, only ever moving forward:
+ *
+ *     TLS_NONE --STARTTLS ACK queued--> TLS_STARTING --ACK sent--> TLS_HANDSHAKE
+ *                                                                      |
+ *                                      TLS_ON <--handshake done--------+
+ *
+ *   TLS_STARTING reads nothing (N7); TLS_HANDSHAKE waits on whichever poll
+ *   GnuTLS asks for; from TLS_ON every byte either way is a TLS record.  A
+ *   failed handshake kills the connection.  In NBD_TLS_REQUIRE mode every
+ *   option but STARTTLS and ABORT gets NBD_REP_ERR_TLS_REQD before TLS_ON.
  *
  * Locking
  *   None on the data path: a connection and its nbd_worker belong to one
@@ -64,9 +85,11 @@
  *   vol_lock briefly, in the handshake and at close.
  *
  * Context
- *   handshake.c, transmission.c, conn.c: the connection's worker thread,
- *   except nbd_conn_new (listener or control thread).  server.c: control
- *   threads and the listener thread.
+ *   handshake.c, transmission.c, conn.c, tls.c: the connection's worker
+ *   thread, except nbd_conn_new (listener or control thread) and
+ *   nbd_tls_load/free (the thread starting or stopping the server); the
+ *   credentials are read-only in between, shared by every worker.
+ *   server.c: control threads and the listener thread.
  */
 #ifndef PITCOPY_NBD_INTERNAL_H
 #define PITCOPY_NBD_INTERNAL_H
@@ -75,6 +98,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "pitcopy.h"
 #include "io/loop.h"
@@ -126,6 +150,20 @@ struct nbd_req {
     uint8_t           hdr[NBD_REPLY_HDR_MAX];
 };
 
+/* See "TLS" above. */
+enum nbd_tls_phase {
+    TLS_NONE = 0,
+    TLS_STARTING,
+    TLS_HANDSHAKE,
+    TLS_ON,
+};
+
+/* One TLS record's worth of plain text: what one gnutls_record_send takes. */
+#define NBD_TLS_RECORD       16384u
+
+struct nbd_tls;             /* the server's credentials (tls.c) */
+struct nbd_tls_conn;        /* one connection's GnuTLS session (tls.c) */
+
 enum nbd_conn_state {
     CONN_HANDSHAKE = 0,
     CONN_TRANSMISSION,
@@ -140,6 +178,7 @@ struct nbd_hs {
     unsigned  nr_options;
     bool      meta_set;             /* SET_META_CONTEXT chose base:allocation ... */
     char     *meta_export;          /* ... for this export (malloc'd) */
+    bool      tls_refused;          /* an option got NBD_REP_ERR_TLS_REQD (logged once) */
 };
 
 struct nbd_conn {
@@ -186,6 +225,13 @@ struct nbd_conn {
     struct nbd_req     *sq_head, *sq_tail;  /* replies to send (N4) */
     uint32_t            sq_off;     /* bytes of sq_head already sent */
 
+    /* TLS (tls.c). */
+    enum nbd_tls_phase  tls_phase;
+    struct nbd_tls_conn *tls;       /* the session, from STARTTLS until freed */
+    uint8_t            *tls_stage;  /* NBD_TLS_RECORD bytes: small pieces, one record */
+    bool                tls_want_write;     /* the last TLS call's -EAGAIN waits to send */
+    bool                tls_read_blocked;   /* input waits on the write poll (N7) */
+
     /* Statistics for the close line. */
     uint64_t            nrequests;
     uint64_t            nerrors;
@@ -214,6 +260,9 @@ struct nbd_server {
     _Atomic uint64_t    next_id;
     _Atomic unsigned    nconns;
     _Atomic bool        stopping;
+
+    enum nbd_tls_mode   tls_mode;
+    struct nbd_tls     *tls;        /* NULL when tls_mode is NBD_TLS_OFF */
 
     int                 lfd[NBD_MAX_LISTENERS];
     bool                lfd_unix[NBD_MAX_LISTENERS];
@@ -256,6 +305,11 @@ void nbd_worker_stop(struct nbd_worker *nw);
 /* Worker side of the end of nbd_server_stop (no connections left). */
 void nbd_worker_teardown(struct nbd_worker *nw);
 
+/* Accept NBD_OPT_STARTTLS (its ACK already queued): check that nothing
+ * follows it (N6), create the session, enter TLS_STARTING.  0, or -errno
+ * with the connection killed. */
+int  nbd_conn_starttls(struct nbd_conn *c);
+
 /* handshake.c */
 /* Queue the server's greeting. */
 void nbd_handshake_start(struct nbd_conn *c);
@@ -278,6 +332,35 @@ void nbd_write_ready(struct nbd_conn *c, struct nbd_req *r);
 /* The one errno → NBD_E* table (positive errno in, wire value out). */
 uint32_t nbd_errno_to_wire(int err);
 const char *nbd_cmd_name(uint16_t cmd);
+
+/* tls.c */
+/* Load the credentials o names (the thread starting the server).  0 and
+ * *out, or -errno with err naming the file and what is wrong with it. */
+int  nbd_tls_load(const struct nbd_server_opts *o, struct nbd_tls **out, struct pc_error *err);
+void nbd_tls_free(struct nbd_tls *t);
+/* "X.509 certificate CN=... from DIR" or "pre-shared keys (3 users) from FILE". */
+const char *nbd_tls_describe(const struct nbd_tls *t);
+/* A server session for c on its sockets.  0, or -errno (logged as why). */
+int  nbd_tls_session_new(struct nbd_conn *c, char *why, size_t whylen);
+void nbd_tls_session_free(struct nbd_conn *c);
+/*
+ * The non-blocking calls below return -EAGAIN when the socket is not ready,
+ * setting c->tls_want_write to say which poll to wait on; any other
+ * negative value means the connection was killed, with the reason.
+ */
+/* 0 once the handshake is done (logged, with what was negotiated). */
+int  nbd_tls_handshake(struct nbd_conn *c);
+/* Decrypted bytes (> 0), or 0 at the end of the stream. */
+ssize_t nbd_tls_recv(struct nbd_conn *c, void *buf, size_t len);
+/* Plain-text bytes taken (> 0), at most len and NBD_TLS_RECORD. */
+ssize_t nbd_tls_send(struct nbd_conn *c, const void *buf, size_t len);
+/* A send returned -EAGAIN: the next nbd_tls_send finishes that record,
+ * whatever it is given, and returns its length. */
+bool nbd_tls_send_again(const struct nbd_conn *c);
+/* GnuTLS holds decrypted input not yet returned (N7). */
+bool nbd_tls_pending(const struct nbd_conn *c);
+/* Best effort close_notify, without waiting. */
+void nbd_tls_bye(struct nbd_conn *c);
 
 /* server.c */
 /* A connection ended: counts down, wakes nbd_server_stop at zero. */

@@ -3,10 +3,11 @@
  * nbd/server.c — listeners, the listener thread, start and stop.
  *
  * Role
- *   nbd_server_start opens the listeners (a Unix socket, mode 0600, and/or
- *   TCP, 127.0.0.1 unless told otherwise) and starts one thread that waits
- *   on them and accepts; each new connection goes to the next engine
- *   worker, round-robin (conn.c).  A stdio fd is served as one connection.
+ *   nbd_server_start loads the TLS credentials (tls.c), opens the
+ *   listeners (a Unix socket, mode 0600, and/or TCP, 127.0.0.1 unless told
+ *   otherwise) and starts one thread that waits on them and accepts; each
+ *   new connection goes to the next engine worker, round-robin (conn.c).
+ *   A stdio fd is served as one connection.
  *   nbd_server_stop undoes it all in order:
  *
  *     1. stop the listener thread, close the listeners, unlink the socket;
@@ -25,6 +26,14 @@
  *   S2  Each worker gets its stop message before its teardown message, both
  *       posted by the stopping thread (io/loop.h I3 keeps them in order);
  *       they are separate pc_msg, so neither is reposted while queued.
+ *   S3  No TCP listener on an address other hosts can reach (anything but
+ *       127.0.0.0/8 and ::1) serves plain NBD unless the caller said
+ *       insecure_tcp: without it such an address needs NBD_TLS_REQUIRE.
+ *       The check is on the resolved addresses, all of them, before any is
+ *       bound, so "localhost" passes and a name that also resolves to a
+ *       public address does not.
+ *   S4  The TLS credentials live from nbd_server_start until server_free,
+ *       after every connection (and so every session using them) is gone.
  *
  * Locking
  *   lock/cond: only the stop handshake (nconns reaching 0, workers done).
@@ -180,8 +189,42 @@ static int listen_unix(struct nbd_server *s, const char *path, struct pc_error *
     return add_listener(s, fd, true, err);
 }
 
+static bool addr_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24 == 127;
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+/* S3 */
+static int check_reach(const struct nbd_server *s, const struct addrinfo *res, const char *host,
+                       const char *port, bool insecure_tcp, struct pc_error *err)
+{
+    if (insecure_tcp || s->tls_mode == NBD_TLS_REQUIRE)
+        return 0;
+    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        if (addr_is_loopback(ai->ai_addr))
+            continue;
+        if (s->tls_mode == NBD_TLS_ON)
+            set_error(err, -EPERM, "refusing to serve NBD on %s port %s, which other hosts can "
+                      "reach, with TLS optional (--tls on): use --tls require, or "
+                      "--insecure-tcp to allow plain NBD on a trusted network", host, port);
+        else
+            set_error(err, -EPERM, "refusing to serve NBD without TLS on %s port %s, which other "
+                      "hosts can reach: give --tls-creds DIR or --tls-psk FILE, or "
+                      "--insecure-tcp to allow plain NBD on a trusted network", host, port);
+        return -EPERM;
+    }
+    return 0;
+}
+
 static int listen_tcp(struct nbd_server *s, const char *host, const char *port,
-                      struct pc_error *err)
+                      bool insecure_tcp, struct pc_error *err)
 {
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC,
@@ -196,6 +239,11 @@ static int listen_tcp(struct nbd_server *s, const char *host, const char *port,
         set_error(err, -EINVAL, "cannot resolve NBD listen address %s port %s: %s",
                   host, port, gai_strerror(r));
         return -EINVAL;
+    }
+    r = check_reach(s, res, host, port, insecure_tcp, err);
+    if (r < 0) {
+        freeaddrinfo(res);
+        return r;
     }
     for (ai = res; ai; ai = ai->ai_next) {
         int one = 1;
@@ -379,6 +427,7 @@ static void server_free(struct nbd_server *s)
     }
     if (s->stop_fd >= 0)
         close(s->stop_fd);
+    nbd_tls_free(s->tls);                   /* S4 */
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
     free(s->workers);
@@ -396,6 +445,10 @@ int nbd_server_start(struct pc_engine *e, const struct nbd_server_opts *o,
         set_error(err, -EINVAL, "the NBD server needs a Unix socket path, a TCP port or an fd");
         return -EINVAL;
     }
+    if (o->tls == NBD_TLS_OFF && (o->tls_creds_dir || o->tls_psk_file)) {
+        set_error(err, -EINVAL, "TLS credentials given with TLS off");
+        return -EINVAL;
+    }
     s = calloc(1, sizeof *s);
     if (!s) {
         set_error(err, -ENOMEM, "out of memory starting the NBD server");
@@ -403,6 +456,7 @@ int nbd_server_start(struct pc_engine *e, const struct nbd_server_opts *o,
     }
     s->e = e;
     s->stop_fd = -1;
+    s->tls_mode = o->tls;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
     s->nworkers = pc_engine_workers(e);
@@ -427,12 +481,24 @@ int nbd_server_start(struct pc_engine *e, const struct nbd_server_opts *o,
         set_error(err, r, "cannot create an eventfd for the NBD server: %s", strerror(-r));
         return r;
     }
+    /* Credentials first: a bad key file fails the start before any
+     * socket exists. */
+    if (o->tls != NBD_TLS_OFF) {
+        r = nbd_tls_load(o, &s->tls, err);
+        if (r < 0) {
+            server_free(s);
+            return r;
+        }
+        nbd_log("TLS %s: %s", o->tls == NBD_TLS_REQUIRE ? "required" : "optional",
+                nbd_tls_describe(s->tls));
+    }
     if (o->unix_path && (r = listen_unix(s, o->unix_path, err)) < 0) {
         server_free(s);
         return r;
     }
     if (o->tcp_port &&
-        (r = listen_tcp(s, o->tcp_host ? o->tcp_host : "127.0.0.1", o->tcp_port, err)) < 0) {
+        (r = listen_tcp(s, o->tcp_host ? o->tcp_host : "127.0.0.1", o->tcp_port,
+                        o->insecure_tcp, err)) < 0) {
         server_free(s);
         return r;
     }

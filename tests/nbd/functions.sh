@@ -108,11 +108,15 @@ new_tmpdir()
 # Start `pitcopy serve` on a fresh state directory and wait until both its
 # sockets answer.  Sets: state (the directory), sock (its NBD socket: the
 # default one, or the path of an --nbd unix:PATH argument), pitcopy_pid.
-# Extra arguments go to `pitcopy serve`.
+# Extra arguments go to `pitcopy serve`; with --nbd among them there may be
+# no $sock (only the control socket is waited for then).
 start_pitcopy()
 {
-    local i a
+    local i a own_nbd=0
     [ -x "$PITCOPY" ] || fail "$PITCOPY is missing: run make"
+    for a in "$@"; do
+        case "$a" in --nbd|--nbd=*) own_nbd=1 ;; esac
+    done
     new_tmpdir
     state=$tmpdir/state
     _pitcopy_log="$state.log"
@@ -126,14 +130,132 @@ start_pitcopy()
         esac
     done
     for ((i = 0; i < 300; i++)); do
-        if [ -S "$sock" ] && [ -S "$state/control.sock" ]; then
-            # The control socket answers only once the daemon is up.
+        if { [ -S "$sock" ] || [ $own_nbd = 1 ]; } && [ -S "$state/control.sock" ]; then
+            # The control socket answers only once the daemon is up (the
+            # NBD listeners start before it).
             pc status >/dev/null 2>&1 && return 0
         fi
         kill -0 "$pitcopy_pid" 2>/dev/null || fail "pitcopy serve exited during start"
         sleep 0.1
     done
     fail "pitcopy serve did not create $sock within 30 s"
+}
+
+# `pitcopy serve` on a fresh state directory with "$@" must refuse to
+# start: exit 1 within 20 s, leaving no socket.  Its output is in $refusal.
+expect_refused()
+{
+    local dir rc=0
+    new_tmpdir
+    dir=$tmpdir/state
+    refusal=$(timeout 20 "$PITCOPY" serve --state-dir "$dir" "$@" 2>&1) || rc=$?
+    echo "$refusal"
+    [ "$rc" = 1 ] || fail "pitcopy serve $* exited $rc, not 1 (refused)"
+    [ ! -e "$dir/nbd.sock" ] && [ ! -e "$dir/control.sock" ] ||
+        fail "a refused pitcopy serve left a socket in $dir"
+}
+
+# A free TCP port on 127.0.0.1 (nothing listens on it at the moment).
+free_port()
+{
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# TLS credentials for tests, in the layout qemu, nbdkit and libnbd read:
+#   x509_creds DIR    a CA, and DIR/server (ca-cert.pem, server-cert.pem,
+#                     server-key.pem 0600) for localhost, 127.0.0.1 and ::1;
+#                     DIR/client (ca-cert.pem only: checks the server) and
+#                     DIR/client-cert (also client-cert.pem, client-key.pem:
+#                     a certificate the CA signed, for --tls-verify-peer);
+#                     DIR/rogue-cert (a client certificate of another CA).
+#   psk_file FILE USER   a new random 256-bit key for USER in FILE (0600), by
+#                        psktool when there is one, else in its format.
+# certtool (gnutls-bin) makes the certificates, else openssl; with neither
+# the test is skipped.
+x509_creds()
+{
+    local d=$1 ca
+    mkdir -p "$d/server" "$d/client" "$d/client-cert" "$d/rogue-cert" "$d/ca" "$d/rogue" ||
+        fail "mkdir $d"
+    if command -v certtool >/dev/null 2>&1; then
+        _certtool_ca "$d/ca" "pitcopy test CA"
+        _certtool_ca "$d/rogue" "rogue CA"
+        _certtool_cert "$d/ca" "$d/server" server localhost \
+            "dns_name = localhost
+ip_address = 127.0.0.1
+ip_address = ::1
+tls_www_server"
+        _certtool_cert "$d/ca" "$d/client-cert" client "pitcopy test client" tls_www_client
+        _certtool_cert "$d/rogue" "$d/rogue-cert" client "rogue client" tls_www_client
+    elif command -v openssl >/dev/null 2>&1; then
+        _openssl_ca "$d/ca" "pitcopy test CA"
+        _openssl_ca "$d/rogue" "rogue CA"
+        _openssl_cert "$d/ca" "$d/server" server localhost \
+            "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1
+extendedKeyUsage=serverAuth"
+        _openssl_cert "$d/ca" "$d/client-cert" client "pitcopy test client" \
+            "extendedKeyUsage=clientAuth"
+        _openssl_cert "$d/rogue" "$d/rogue-cert" client "rogue client" \
+            "extendedKeyUsage=clientAuth"
+    else
+        echo "$(basename "$0"): neither certtool (gnutls-bin) nor openssl: skipping"
+        exit 77
+    fi
+    for ca in server client client-cert; do
+        cp "$d/ca/ca-cert.pem" "$d/$ca/" || fail "cp ca-cert.pem"
+    done
+    cp "$d/rogue/ca-cert.pem" "$d/rogue-cert/" || fail "cp ca-cert.pem"
+}
+
+_certtool_ca()
+{
+    printf 'cn = %s\nca\ncert_signing_key\nexpiration_days = 2\n' "$2" > "$1/ca.info"
+    certtool --generate-privkey --key-type=ecdsa --outfile "$1/ca-key.pem" 2>/dev/null &&
+    certtool --generate-self-signed --load-privkey "$1/ca-key.pem" --template "$1/ca.info" \
+        --outfile "$1/ca-cert.pem" >/dev/null 2>&1 || fail "certtool: CA $2"
+}
+
+# CA_DIR OUT_DIR server|client CN EXTRA_TEMPLATE_LINES
+_certtool_cert()
+{
+    printf 'cn = %s\nsigning_key\nencryption_key\nexpiration_days = 2\n%s\n' "$4" "$5" \
+        > "$2/$3.info"
+    (umask 077 && certtool --generate-privkey --key-type=ecdsa --outfile "$2/$3-key.pem" \
+        2>/dev/null) &&
+    certtool --generate-certificate --load-ca-certificate "$1/ca-cert.pem" \
+        --load-ca-privkey "$1/ca-key.pem" --load-privkey "$2/$3-key.pem" \
+        --template "$2/$3.info" --outfile "$2/$3-cert.pem" >/dev/null 2>&1 ||
+        fail "certtool: $3 certificate $4"
+    rm -f "$2/$3.info"
+}
+
+_openssl_ca()
+{
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj "/CN=$2" -keyout "$1/ca-key.pem" -out "$1/ca-cert.pem" >/dev/null 2>&1 ||
+        fail "openssl: CA $2"
+}
+
+_openssl_cert()
+{
+    printf '%s\n' "$5" > "$2/$3.ext"
+    (umask 077 && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -subj "/CN=$4" -keyout "$2/$3-key.pem" -out "$2/$3.csr" >/dev/null 2>&1) &&
+    openssl x509 -req -in "$2/$3.csr" -CA "$1/ca-cert.pem" -CAkey "$1/ca-key.pem" \
+        -CAcreateserial -days 2 -extfile "$2/$3.ext" -out "$2/$3-cert.pem" >/dev/null 2>&1 ||
+        fail "openssl: $3 certificate $4"
+    rm -f "$2/$3.ext" "$2/$3.csr"
+}
+
+psk_file()
+{
+    local key
+    if command -v psktool >/dev/null 2>&1; then
+        (umask 077 && psktool -u "$2" -p "$1" >/dev/null) || fail "psktool -u $2 -p $1"
+        return
+    fi
+    key=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n') || fail "od"
+    (umask 077 && echo "$2:$key" >> "$1") || fail "psk_file $1"
 }
 
 # SIGTERM, then wait (30 s at most) for a clean exit; SIGKILL otherwise.

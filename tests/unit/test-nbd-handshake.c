@@ -448,7 +448,8 @@ static void test_unsupported(void **state)
                  "option 11 is not supported by pitcopy");
     tu_raw_opt(fd, NBD_OPT_STARTTLS, NULL, 0);
     expect_reply(fd, NBD_OPT_STARTTLS, NBD_REP_ERR_UNSUP,
-                 "pitcopy does not do TLS: use its Unix socket, or TCP on a trusted network");
+                 "TLS is not enabled on this server (pitcopy serve --tls-creds DIR or "
+                 "--tls-psk FILE enables it)");
     expect_in_step(fd);
     /* ABORT's data, if any, is ignored: acknowledged, then closed. */
     tu_raw_opt(fd, NBD_OPT_ABORT, "junk", 4);

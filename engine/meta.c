@@ -180,7 +180,11 @@ static void sb_fill_locked(struct meta *md)
     sb->start_realtime_ns = m->start_realtime_ns;
     sb->start_seq = m->start_seq;
     memset(sb->reason, 0, sizeof sb->reason);
-    if (map_failed(m))
+    /* The reason it was given (map_failed_job, or a recovery) outlives the
+     * restart after it: a recovered mapping's fail_err is only a stand-in. */
+    if (map_failed(m) && m->invalid[0])
+        snprintf(sb->reason, sizeof sb->reason, "%.*s", (int)sizeof sb->reason - 1, m->invalid);
+    else if (map_failed(m))
         snprintf(sb->reason, sizeof sb->reason, "suspended: a write to target %s or to its "
                  "metadata failed: %s", m->tgt->name, strerror(-atomic_load(&m->fail_err)));
 }

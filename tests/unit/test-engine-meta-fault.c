@@ -164,10 +164,14 @@ static void fault_row(void **state, const struct frow *r)
     two_check_suspended(f, &w, "after an orderly restart", r->keep ? MARKER : r->why);
 
     /* Durable before acted on: a crash right after the failure finds it
-     * suspended too. */
+     * suspended too — and still after a further orderly restart. */
     mu_restart(f, "crash");
     two_recover(f, &w);
     two_check_suspended(f, &w, "after a crash", r->sb_lost ? MARKER : r->why);
+    mu_restart(f, NULL);
+    two_recover(f, &w);
+    two_check_suspended(f, &w, "after a crash and an orderly restart",
+                        r->sb_lost ? MARKER : r->why);
 
     /* Stop and start: a new point in time, the marker gone. */
     assert_int_equal(pc_map_stop(w.newer, &err), 0);

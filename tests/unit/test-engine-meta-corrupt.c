@@ -192,6 +192,21 @@ static void truncate_empty(struct ctx *c)
     truncate_to(c->path, 0);
 }
 
+static void truncate_mid_sb(struct ctx *c)
+{
+    truncate_to(c->path, META_BLOCK + META_BLOCK / 2);
+}
+
+static void truncate_before_pages(struct ctx *c)
+{
+    truncate_to(c->path, (off_t)META_PAGES_BLOCK * META_BLOCK);
+}
+
+static void truncate_mid_journal(struct ctx *c)
+{
+    truncate_to(c->path, (off_t)journal_block(c->sb.ckpt_seq + 2) * META_BLOCK);
+}
+
 #define S PC_DURABILITY_STRICT
 #define N PC_DURABILITY_NONE
 static const struct ccase cases[] = {
@@ -231,6 +246,12 @@ static const struct ccase cases[] = {
       "belongs to mapping m (src -> tgt, 4194304 bytes, 64 KiB grains)", "not to this one" },
     { "truncated to nothing", ORDERLY, false, S, truncate_empty, 0, INVALID,
       "neither superblock slot is valid", NULL },
+    { "truncated in superblock B", ORDERLY, false, S, truncate_mid_sb, 0, INVALID,
+      "is truncated", NULL },
+    { "truncated before the pages", ORDERLY, false, S, truncate_before_pages, 0, INVALID,
+      "is truncated", NULL },
+    { "truncated in the journal, after a crash", CRASH, false, S, truncate_mid_journal, 0,
+      INVALID, "is truncated", NULL },
 };
 #undef S
 #undef N

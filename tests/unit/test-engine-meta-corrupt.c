@@ -39,6 +39,7 @@ struct ctx {
 enum outcome {
     RECOVERS,                   /* copying, every bit of this start, nothing moved aside */
     UNDONE,                     /* as before the start: idle_or_copied, nothing split */
+    UNDONE_STOPPED,             /* as before the second start: stopped, the first's bits */
     INVALID,                    /* stopped, offline, invalid, PATH.corrupt */
 };
 
@@ -48,6 +49,7 @@ enum setup {
     CRASH,                      /* a crash snapshot: the journal not folded */
     ORDERLY_TWICE,              /* two orderly restarts: the pages' epochs trail ckpt_epoch */
     PRIOR_CRASH,                /* a stopped earlier start's pages on disk, then a crash */
+    PRIOR_JOURNAL_CRASH,        /* the same, its bits still in the journal only */
 };
 
 struct ccase {
@@ -234,6 +236,10 @@ static const struct ccase cases[] = {
       0, INVALID, "bitmap page 0 (grains 0-32255) is corrupt in", NULL },
     /* D2: the earlier start's pages are not this start's bits. */
     { "pages of an earlier start", PRIOR_CRASH, false, S, NULL, 0, RECOVERS, NULL, NULL },
+    /* The older superblock's generation replays its own journal blocks and
+     * stops at the next start's, valid as they are. */
+    { "newest superblock flipped, journal of two starts", PRIOR_JOURNAL_CRASH, false, S,
+      flip_sb_newest, 0, UNDONE_STOPPED, NULL, NULL },
     { "journal block flipped in mid-replay", CRASH, false, S, flip_journal_middle, 0, INVALID,
       "is missing or corrupt, but block", "after it is valid" },
     { "journal block zeroed in mid-replay", CRASH, false, S, zero_journal_middle, 0, INVALID,
@@ -292,13 +298,15 @@ static void run_case(void **state, const struct ccase *cc)
     tu_write(f, s, 0, size);
     struct pc_map *m = mu_map(f, "m", s, t, grain, 0, cc->d);
     mu_map(f, "other", s2, t2, G, 0, PC_DURABILITY_STRICT);
-    if (cc->setup == PRIOR_CRASH) {
-        /* An earlier point in time, its bits on pages of its generation. */
+    if (cc->setup == PRIOR_CRASH || cc->setup == PRIOR_JOURNAL_CRASH) {
+        /* An earlier point in time: 8 grains split, then stopped. */
         tu_start(m, s, t);
         tu_write(f, s, 20ull * grain, 8ull * grain);
         assert_int_equal(pc_map_stop(m, &err), 0);
         tu_wait(m, PC_MAP_STOPPED);
-        mu_restart(f, NULL);
+    }
+    if (cc->setup == PRIOR_CRASH) {
+        mu_restart(f, NULL);                        /* its bits go to the pages */
         m = mu_recover(f, "m", s, t, grain, cc->d);
         assert_int_equal(tu_info(m).state, PC_MAP_STOPPED);
     }
@@ -312,6 +320,7 @@ static void run_case(void **state, const struct ccase *cc)
     switch (cc->setup) {
     case CRASH:
     case PRIOR_CRASH:
+    case PRIOR_JOURNAL_CRASH:
         mu_snapshot(f, "crash");
         mu_restart(f, "crash");
         break;
@@ -353,6 +362,14 @@ static void run_case(void **state, const struct ccase *cc)
                      in.invalid);
         assert_false(mu_exists(aside));
         assert_true(in.target_online);              /* a plain volume */
+        return;
+    case UNDONE_STOPPED:
+        if (in.invalid[0] || in.state != PC_MAP_STOPPED || in.grains_split != 8)
+            fail_msg("%s: recovered %s, %llu grains split, invalid '%s'", cc->what,
+                     pc_map_state_name(in.state), (unsigned long long)in.grains_split,
+                     in.invalid);
+        assert_false(mu_exists(aside));
+        tu_check_offline(f, t);
         return;
     case INVALID:
         break;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -201,6 +202,75 @@ static void test_fault_meta_sync_eio(void **state) { fault_row(state, &frows[3])
 static void test_fault_meta_enospc_once(void **state) { fault_row(state, &frows[4]); }
 
 /*
+ * If not even a marker can say the mapping failed (here a directory sits
+ * where the marker goes), the mapping is not suspended — nothing durable
+ * would say so — and the source write that needed the copy fails instead:
+ * data refused, never silently lost (map_fail, internal.h).
+ */
+static void test_fault_unrecordable_failure(void **state)
+{
+    struct tu_eng *f = tu_eng_get(state);
+    struct two w;
+    uint8_t *buf = pc_buf_alloc_any(BLK);
+
+    assert_non_null(buf);
+    two_make(f, &w);
+    assert_int_equal(mkdir(w.marker, 0700), 0);
+    mu_fault(w.newer_meta, "write:ENOSPC");
+    memset(buf, 0x77, BLK);
+    assert_true(tu_io(f, PC_IO_WRITE, w.s, 2 * G, BLK, buf) < 0);
+    pc_buf_free_any(buf, BLK);
+    struct pc_map_info in = tu_info(w.newer);
+    assert_int_equal(in.state, PC_MAP_COPYING);
+    assert_int_equal(in.grains_split, 0);
+    tu_check_all(f, w.s);                       /* the write did not happen */
+    tu_check_all(f, w.t1);
+    tu_check_all(f, w.t2);
+    io_fault_clear();
+    assert_int_equal(rmdir(w.marker), 0);
+    tu_write(f, w.s, 2 * G, BLK);               /* and goes through once it can */
+    assert_int_equal(tu_info(w.newer).grains_split, 1);
+    tu_check_all(f, w.t2);
+    tu_check_all(f, w.t1);
+}
+
+/*
+ * A checkpoint that cannot be written (D4: the 256th commit after a start
+ * finds the ring full) fails its commit like a journal write: the mapping
+ * is suspended with the bits of the 255 commits before, and stays so.
+ */
+static void test_fault_checkpoint_enospc(void **state)
+{
+    enum { GRAIN = 4096, NC = 256 };
+    struct tu_eng *f = tu_eng_get(state);
+    struct tu_vol *s = tu_vol_new(f, "src", 2 * NC * GRAIN);
+    struct tu_vol *t = tu_vol_new(f, "tgt", 2 * NC * GRAIN);
+    char path[4200];
+
+    tu_write(f, s, 0, s->size);
+    struct pc_map *m = mu_map(f, "m", s, t, GRAIN, 0, PC_DURABILITY_STRICT);
+    tu_start(m, s, t);
+    mu_meta_path(t, "m", path, sizeof path);
+    /* Writes 1-255 are journal blocks; the 256th is the checkpoint's page. */
+    mu_fault(path, "write:ENOSPC:255:1");
+    for (unsigned i = 0; i < NC; i++)
+        tu_write(f, s, (uint64_t)(2 * i) * GRAIN, GRAIN);
+    tu_wait(m, PC_MAP_SUSPENDED);
+    struct pc_map_info in = tu_info(m);
+    assert_true(has(in.invalid, "No space left on device"));
+    assert_int_equal(in.grains_split, NC - 1);
+    tu_check_offline(f, t);
+    tu_check_all(f, s);
+    io_fault_clear();
+    mu_restart(f, NULL);
+    m = mu_recover(f, "m", s, t, GRAIN, PC_DURABILITY_STRICT);
+    in = tu_info(m);
+    assert_int_equal(in.state, PC_MAP_SUSPENDED);
+    assert_true(has(in.invalid, "No space left on device"));
+    assert_int_equal(in.grains_split, NC - 1);
+}
+
+/*
  * Background copy whose target fails: suspended the same way, through a
  * restart; the source never changes.
  */
@@ -313,6 +383,15 @@ static void test_fault_control_calls(void **state)
     };
     struct pc_map *m = NULL;
 
+    /* create, in a directory that does not exist */
+    char nodir[4300];
+    snprintf(nodir, sizeof nodir, "%s/nodir/m.meta", f->dir);
+    o.meta_path = nodir;
+    assert_int_equal(pc_map_create(f->e, &o, &m, &err), -ENOENT);
+    assert_true(has(err.msg, nodir) && has(err.msg, "mapping m"));
+    assert_null(pc_map_find(f->e, "m"));
+    o.meta_path = path;
+
     /* create */
     mu_fault(path, "write:ENOSPC");
     assert_int_equal(pc_map_create(f->e, &o, &m, &err), -ENOSPC);
@@ -364,6 +443,8 @@ int main(void)
         BOTH(test_fault_meta_enospc_kept),
         BOTH(test_fault_meta_sync_eio),
         BOTH(test_fault_meta_enospc_once),
+        BOTH(test_fault_unrecordable_failure),
+        BOTH(test_fault_checkpoint_enospc),
         BOTH(test_fault_bgcopy_target_eio),
         BOTH(test_fault_target_eio_no_meta),
         BOTH(test_fault_source_read_eio),

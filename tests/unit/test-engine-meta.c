@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -321,6 +322,47 @@ static void test_meta_chain_order(void **state)
     }
 }
 
+/*
+ * A copied mapping that older ones still read through stays in its chain
+ * (map.c M2) and comes back there: the older target reads its point in
+ * time through it, and a write to its target first gives the older target
+ * its copy (I3).
+ */
+static void test_meta_copied_in_chain(void **state)
+{
+    struct tu_eng *f = tu_eng_get(state);
+    struct tu_vol *s = tu_vol_new(f, "src", SIZE);
+    struct tu_vol *t1 = tu_vol_new(f, "t1", SIZE), *t2 = tu_vol_new(f, "t2", SIZE);
+    struct pc_error err = { 0 };
+
+    tu_write(f, s, 0, SIZE);
+    struct pc_map *m1 = mu_map(f, "m1", s, t1, G, 0, PC_DURABILITY_STRICT);
+    struct pc_map *m2 = mu_map(f, "m2", s, t2, G, 0, PC_DURABILITY_STRICT);
+    tu_start(m1, s, t1);
+    tu_start(m2, s, t2);
+    assert_int_equal(pc_map_set_copy_rate(m2, PC_RATE_UNLIMITED, &err), 0);
+    tu_wait(m2, PC_MAP_IDLE_OR_COPIED);
+    assert_int_equal(tu_info(m1).dependent_mappings, 0);
+    assert_int_equal(tu_info(m1).grains_split, 0);
+    tu_write(f, s, 0, SIZE);                    /* t1 now reads only through t2 */
+    tu_check_all(f, t1);
+
+    mu_restart(f, NULL);
+    m2 = mu_recover(f, "m2", s, t2, G, PC_DURABILITY_STRICT);
+    m1 = mu_recover(f, "m1", s, t1, G, PC_DURABILITY_STRICT);
+    pc_engine_resume(f->e);
+    struct pc_map_info in = tu_info(m2);
+    assert_int_equal(in.state, PC_MAP_IDLE_OR_COPIED);
+    assert_true(in.complete);
+    assert_int_equal(in.dependent_mappings, 1);  /* still in the chain, above m1 */
+    tu_check_all(f, t1);
+    tu_check_all(f, t2);
+    tu_write(f, t2, 7 * G + BLK, BLK);
+    assert_int_equal(tu_info(m1).grains_split, 1);
+    tu_check_all(f, t1);
+    tu_check_all(f, t2);
+}
+
 /* A control path that needs the metadata file fails cleanly without it. */
 static void test_meta_missing_file(void **state)
 {
@@ -345,6 +387,79 @@ static void test_meta_missing_file(void **state)
     tu_check_all(f, t);
 }
 
+/*
+ * A file that cannot be moved aside is not replaced either: the create
+ * fails naming both problems, and the file stays for the next attempt.
+ */
+static void test_meta_cannot_move_aside(void **state)
+{
+    struct tu_eng *f = tu_eng_get(state);
+    struct tu_vol *s = tu_vol_new(f, "src", SIZE), *t = tu_vol_new(f, "tgt", SIZE);
+    char path[4200], aside[4300], inside[4400];
+    struct pc_error err = { 0 };
+
+    mu_map(f, "m", s, t, G, 0, PC_DURABILITY_STRICT);
+    mu_restart(f, NULL);
+    mu_meta_path(t, "m", path, sizeof path);
+    mu_flip(path, 100);
+    mu_flip(path, META_BLOCK + 100);
+    snprintf(aside, sizeof aside, "%s.corrupt", path);
+    snprintf(inside, sizeof inside, "%s/x", aside);
+    assert_int_equal(mkdir(aside, 0700), 0);     /* rename() onto it fails */
+    FILE *fp = fopen(inside, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    struct pc_map_opts o = {
+        .name = "m", .source = s->v, .target = t->v, .grain_size = G, .copy_rate = 0,
+        .clean_rate = -1, .meta_path = path, .recover = true,
+    };
+    struct pc_map *m = NULL;
+    assert_true(pc_map_create(f->e, &o, &m, &err) < 0);
+    assert_non_null(strstr(err.msg, "neither superblock slot is valid"));
+    assert_non_null(strstr(err.msg, "cannot move it aside"));
+    assert_null(pc_map_find(f->e, "m"));
+    assert_true(mu_exists(path));
+    /* Once the way is clear, the same call brings it back stopped. */
+    assert_int_equal(unlink(inside), 0);
+    assert_int_equal(rmdir(aside), 0);
+    assert_int_equal(pc_map_create(f->e, &o, &m, &err), 0);
+    assert_int_equal(tu_info(m).state, PC_MAP_STOPPED);
+    assert_true(mu_exists(aside));
+}
+
+/* A metadata path without a directory is relative to the working directory. */
+static void test_meta_relative_path(void **state)
+{
+    struct tu_eng *f = tu_eng_get(state);
+    struct tu_vol *s = tu_vol_new(f, "src", SIZE), *t = tu_vol_new(f, "tgt", SIZE);
+    struct pc_error err = { 0 };
+    char cwd[4096];
+
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(f->dir), 0);
+    struct pc_map_opts o = {
+        .name = "m", .source = s->v, .target = t->v, .grain_size = G, .copy_rate = 0,
+        .clean_rate = -1, .meta_path = "rel.meta",
+    };
+    struct pc_map *m = NULL;
+    int r = pc_map_create(f->e, &o, &m, &err);
+    if (r == 0) {
+        tu_start(m, s, t);
+        tu_write(f, s, 3 * G, G);
+        mu_restart(f, NULL);
+        o.source = s->v;
+        o.target = t->v;
+        o.recover = true;
+        r = pc_map_create(f->e, &o, &m, &err);
+    }
+    assert_int_equal(chdir(cwd), 0);
+    if (r != 0)
+        fail_msg("rel.meta: %s", err.msg);
+    assert_int_equal(tu_info(m).state, PC_MAP_COPYING);
+    assert_int_equal(tu_info(m).grains_split, 1);
+    tu_check_all(f, t);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -354,7 +469,10 @@ int main(void)
         TU_BOTH(test_meta_states),
         TU_BOTH(test_meta_stopping_resumes),
         TU_BOTH(test_meta_chain_order),
+        TU_BOTH(test_meta_copied_in_chain),
         TU_BOTH(test_meta_missing_file),
+        TU_BOTH(test_meta_cannot_move_aside),
+        TU_BOTH(test_meta_relative_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

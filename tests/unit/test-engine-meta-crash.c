@@ -341,37 +341,50 @@ static void burst_go(struct pc_msg *msg)
 }
 
 /*
- * Group commit (D1): 1500 single-grain copy-on-writes in flight at once on
- * both workers, more than one journal block holds (META_JOURNAL_EXTENTS),
- * so commits share rounds and spill into the next.  Every write completes,
- * and after a crash every bit is there and the target reads its point in
- * time.
+ * Group commit (D1): two mappings on two sources, 1500 single-grain
+ * copy-on-writes on each in flight at once from both workers, so one
+ * committer round serves both mappings and many commits each; then both
+ * background copies at full speed, whose 64-grain extents overflow a
+ * journal block's 253 extents within a round and spill into the next.
+ * Every write completes, a crash after the copy-on-writes keeps every bit,
+ * one after the copies finds both complete.
  */
 static void test_crash_group_commit(void **state)
 {
-    enum { GRAIN = 4096, NW = 1500 };
-    const uint64_t grains = 2 * NW;
+    enum { GRAIN = 4096, NW = 1500, NM = 2 };
+    const uint64_t grains = 4 * NW;
     struct tu_eng *f = tu_eng_get(state);
-    struct tu_vol *s = tu_vol_new(f, "src", grains * GRAIN);
-    struct tu_vol *t = tu_vol_new(f, "tgt", grains * GRAIN);
-    struct burst b = { .n = NW };
-    uint8_t *bufs = pc_buf_alloc_any((size_t)NW * GRAIN);
+    struct tu_vol *s[NM], *t[NM];
+    struct pc_map *m[NM];
+    static const char *const names[NM] = { "m0", "m1" };
+    struct burst b = { .n = NM * NW };
+    uint8_t *bufs = pc_buf_alloc_any((size_t)NM * NW * GRAIN);
+    struct pc_error err = { 0 };
 
     assert_non_null(bufs);
-    b.ios = calloc(NW, sizeof *b.ios);
+    b.ios = calloc(b.n, sizeof *b.ios);
     assert_non_null(b.ios);
     pthread_mutex_init(&b.lock, NULL);
     pthread_cond_init(&b.cond, NULL);
-    tu_write(f, s, 0, grains * GRAIN);
-    struct pc_map *m = mu_map(f, "m", s, t, GRAIN, 0, PC_DURABILITY_STRICT);
-    tu_start(m, s, t);
-    for (unsigned i = 0; i < NW; i++) {
-        uint64_t off = (uint64_t)(2 * i) * GRAIN;   /* every other grain: no merging */
-        tu_fill(bufs + (size_t)i * GRAIN, GRAIN, 7000 + i);
-        b.ios[i] = (struct pc_io){ .op = PC_IO_WRITE, .vol = s->v, .off = off, .len = GRAIN,
-                                   .buf = bufs + (size_t)i * GRAIN, .done = burst_done,
-                                   .priv = &b };
-        memcpy(s->img + off, bufs + (size_t)i * GRAIN, GRAIN);
+    for (unsigned j = 0; j < NM; j++) {
+        char sn[16], tn[16];
+        snprintf(sn, sizeof sn, "s%u", j);
+        snprintf(tn, sizeof tn, "t%u", j);
+        s[j] = tu_vol_new(f, sn, grains * GRAIN);
+        t[j] = tu_vol_new(f, tn, grains * GRAIN);
+        tu_write(f, s[j], 0, grains * GRAIN);
+        m[j] = mu_map(f, names[j], s[j], t[j], GRAIN, 0, PC_DURABILITY_STRICT);
+        tu_start(m[j], s[j], t[j]);
+    }
+    /* Interleaved: request i goes to source i % NM, every other grain. */
+    for (unsigned i = 0; i < b.n; i++) {
+        struct tu_vol *v = s[i % NM];
+        uint64_t off = (uint64_t)(2 * (i / NM)) * GRAIN;
+        uint8_t *buf = bufs + (size_t)i * GRAIN;
+        tu_fill(buf, GRAIN, 7000 + i);
+        b.ios[i] = (struct pc_io){ .op = PC_IO_WRITE, .vol = v->v, .off = off, .len = GRAIN,
+                                   .buf = buf, .done = burst_done, .priv = &b };
+        memcpy(v->img + off, buf, GRAIN);
     }
     for (unsigned w = 0; w < 2; w++) {
         b.msg[w] = (struct pc_msg){ .fn = burst_go, .arg = &b };
@@ -382,23 +395,42 @@ static void test_crash_group_commit(void **state)
         pthread_cond_wait(&b.cond, &b.lock);
     pthread_mutex_unlock(&b.lock);
     assert_int_equal(b.err, 0);
-    assert_int_equal(tu_info(m).grains_split, NW);
-    tu_check_all(f, s);
-    tu_check_all(f, t);
+    for (unsigned j = 0; j < NM; j++) {
+        assert_int_equal(tu_info(m[j]).grains_split, NW);
+        tu_check_all(f, s[j]);
+        tu_check_all(f, t[j]);
+    }
     mu_snapshot(f, "crash");
 
+    /* Both background copies at once, then a second crash. */
+    for (unsigned j = 0; j < NM; j++)
+        assert_int_equal(pc_map_set_copy_rate(m[j], PC_RATE_UNLIMITED, &err), 0);
+    for (unsigned j = 0; j < NM; j++)
+        tu_wait(m[j], PC_MAP_IDLE_OR_COPIED);
+    mu_snapshot(f, "crash2");
+
     mu_restart(f, "crash");
-    m = mu_recover(f, "m", s, t, GRAIN, PC_DURABILITY_STRICT);
-    struct pc_map_info in = tu_info(m);
-    assert_string_equal(in.invalid, "");
-    assert_int_equal(in.state, PC_MAP_COPYING);
-    assert_int_equal(in.grains_split, NW);
-    tu_check_all(f, t);
-    tu_check_all(f, s);
+    for (unsigned j = 0; j < NM; j++) {
+        m[j] = mu_recover(f, names[j], s[j], t[j], GRAIN, PC_DURABILITY_STRICT);
+        struct pc_map_info in = tu_info(m[j]);
+        assert_string_equal(in.invalid, "");
+        assert_int_equal(in.state, PC_MAP_COPYING);
+        assert_int_equal(in.grains_split, NW);
+        tu_check_all(f, t[j]);
+        tu_check_all(f, s[j]);
+    }
+    mu_restart(f, "crash2");
+    for (unsigned j = 0; j < NM; j++) {
+        m[j] = mu_recover(f, names[j], s[j], t[j], GRAIN, PC_DURABILITY_STRICT);
+        struct pc_map_info in = tu_info(m[j]);
+        assert_int_equal(in.state, PC_MAP_IDLE_OR_COPIED);
+        assert_true(in.complete);
+        tu_check_all(f, t[j]);
+    }
     pthread_mutex_destroy(&b.lock);
     pthread_cond_destroy(&b.cond);
     free(b.ios);
-    pc_buf_free_any(bufs, (size_t)NW * GRAIN);
+    pc_buf_free_any(bufs, (size_t)NM * NW * GRAIN);
 }
 
 int main(void)

@@ -271,6 +271,72 @@ static void test_fault_checkpoint_enospc(void **state)
 }
 
 /*
+ * A partial write to the newer target needs the older target to take its
+ * copy first (I3); that copy fails: the older mapping is suspended (and
+ * stays so over a restart) and the client's write goes through, since
+ * nothing older reads through the newer target any more.
+ */
+static void test_fault_older_target_eio(void **state)
+{
+    struct tu_eng *f = tu_eng_get(state);
+    struct two w;
+
+    two_make(f, &w);
+    mu_fault(w.t1->path, "write:EIO");
+    tu_write(f, w.t2, 5 * G + BLK, BLK);
+    tu_wait(w.older, PC_MAP_SUSPENDED);
+    struct pc_map_info in = tu_info(w.older);
+    assert_true(has(in.invalid, "a write to target t1 or to its metadata failed: "
+                                "Input/output error"));
+    tu_check_offline(f, w.t1);
+    in = tu_info(w.newer);
+    assert_int_equal(in.state, PC_MAP_COPYING);
+    assert_int_equal(in.grains_split, 1);
+    tu_check_all(f, w.t2);
+    tu_check_all(f, w.s);
+    io_fault_clear();
+    mu_restart(f, NULL);
+    two_recover(f, &w);
+    assert_int_equal(tu_info(w.older).state, PC_MAP_SUSPENDED);
+    assert_int_equal(tu_info(w.newer).state, PC_MAP_COPYING);
+    tu_check_offline(f, w.t1);
+    tu_check_all(f, w.t2);
+}
+
+/*
+ * A background copy whose source read fails pauses the copy (bgcopy.c:
+ * "background work paused") and nothing else: the mapping stays copying,
+ * its target online; a rate change kicks it and the copy completes.
+ */
+static void test_fault_bgcopy_source_read_eio(void **state)
+{
+    struct tu_eng *f = tu_eng_get(state);
+    struct tu_vol *s = tu_vol_new(f, "src", SIZE), *t = tu_vol_new(f, "tgt", SIZE);
+    struct pc_error err = { 0 };
+
+    tu_write(f, s, 0, SIZE);
+    struct pc_map *m = mu_map(f, "m", s, t, G, 0, PC_DURABILITY_STRICT);
+    tu_start(m, s, t);
+    mu_fault(s->path, "read:EIO");
+    uint64_t inj = io_fault_injected();
+    assert_int_equal(pc_map_set_copy_rate(m, PC_RATE_UNLIMITED, &err), 0);
+    for (int i = 0; i < 3000 && io_fault_injected() == inj; i++)
+        usleep(1000);
+    assert_true(io_fault_injected() > inj);
+    mu_wait_stable(m);
+    struct pc_map_info in = tu_info(m);
+    assert_int_equal(in.state, PC_MAP_COPYING);
+    assert_string_equal(in.invalid, "");
+    assert_true(in.target_online);
+    assert_false(in.complete);
+    io_fault_clear();
+    tu_check_all(f, t);
+    assert_int_equal(pc_map_set_copy_rate(m, PC_RATE_UNLIMITED, &err), 0);
+    tu_wait(m, PC_MAP_IDLE_OR_COPIED);
+    tu_check_all(f, t);
+}
+
+/*
  * Background copy whose target fails: suspended the same way, through a
  * restart; the source never changes.
  */
@@ -445,6 +511,8 @@ int main(void)
         BOTH(test_fault_meta_enospc_once),
         BOTH(test_fault_unrecordable_failure),
         BOTH(test_fault_checkpoint_enospc),
+        BOTH(test_fault_older_target_eio),
+        BOTH(test_fault_bgcopy_source_read_eio),
         BOTH(test_fault_bgcopy_target_eio),
         BOTH(test_fault_target_eio_no_meta),
         BOTH(test_fault_source_read_eio),

@@ -180,7 +180,11 @@ static void sb_fill_locked(struct meta *md)
     sb->start_realtime_ns = m->start_realtime_ns;
     sb->start_seq = m->start_seq;
     memset(sb->reason, 0, sizeof sb->reason);
-    if (map_failed(m))
+    /* The reason it was given (map_failed_job, or a recovery) outlives the
+     * restart after it: a recovered mapping's fail_err is only a stand-in. */
+    if (map_failed(m) && m->invalid[0])
+        snprintf(sb->reason, sizeof sb->reason, "%.*s", (int)sizeof sb->reason - 1, m->invalid);
+    else if (map_failed(m))
         snprintf(sb->reason, sizeof sb->reason, "suspended: a write to target %s or to its "
                  "metadata failed: %s", m->tgt->name, strerror(-atomic_load(&m->fail_err)));
 }
@@ -285,6 +289,12 @@ static struct meta *meta_alloc(struct pc_map *m, const char *path, bool strict)
     return md;
 }
 
+/* Every block the file can hold (meta.h): its length from meta_create on. */
+static off_t meta_file_size(const struct meta *md)
+{
+    return (off_t)(META_PAGES_BLOCK + 2 * md->npages) * META_BLOCK;
+}
+
 static void meta_free(struct meta *md)
 {
     if (md->fd >= 0)
@@ -349,7 +359,10 @@ int meta_create(struct pc_map *m, const char *path, bool strict, struct pc_error
     sb->ckpt_seq = md->next_seq = 1;
     pthread_mutex_lock(&md->lock);
     sb_fill_locked(md);
-    r = sb_write_locked(md);            /* seq 1: slot 1 */
+    /* Full length first: a file shorter than this is truncated (meta_recover). */
+    r = ftruncate(md->fd, meta_file_size(md)) < 0 ? -errno : 0;
+    if (!r)
+        r = sb_write_locked(md);        /* seq 1: slot 1 */
     if (!r)
         r = sb_write_locked(md);        /* seq 2: slot 0, so both slots are ours */
     pthread_mutex_unlock(&md->lock);
@@ -414,6 +427,19 @@ int meta_recover(struct pc_map *m, const char *path, bool strict, struct meta_re
         goto fail;
     }
     md->sb = best;
+    /* Blocks cut off a truncated file would read as never written
+     * (read_block), and the bits they held would silently be gone. */
+    struct stat st;
+    if (fstat(md->fd, &st) < 0) {
+        r = -errno;
+        snprintf(why, whylen, "cannot stat %s: %s", path, strerror(-r));
+        goto fail;
+    }
+    if (st.st_size < meta_file_size(md)) {
+        snprintf(why, whylen, "%s is truncated: %lld bytes, not %lld", path,
+                 (long long)st.st_size, (long long)meta_file_size(md));
+        goto fail;
+    }
     /* D5: without a journal only an orderly shutdown's pages can be trusted. */
     bool needs_bits = (best.flags & META_F_IN_CHAIN) || best.state == PC_MAP_COPYING ||
                       best.state == PC_MAP_STOPPING;

@@ -17,6 +17,9 @@
  *                     page.  A checkpoint writes a dirty page to the slot
  *                     that does not hold its newest valid copy.
  *
+ * The file is created at its full length (sparse), so one that is shorter
+ * has lost blocks: recovery rejects it rather than read them as unwritten.
+ *
  * Every block carries a magic, the mapping's start generation (bits exist
  * only within one start: a start clears them by bumping gen, without
  * touching the pages or the journal) and an xxh64 of the block with the

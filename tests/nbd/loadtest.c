@@ -7,7 +7,7 @@
  *
  *   pitcopy-loadtest --pitcopy build/pitcopy [--clients 16] [--depth 4]
  *                    [--seconds 30] [--warmup 5] [--seed S] [--size MIB]
- *                    [--rss-bound MIB] [--keep]
+ *                    [--grain SIZE] [--rss-bound MIB] [--keep]
  *
  * One source and two targets (mappings m1 and m2 in one chain), served by a
  * real `pitcopy serve`.  Each client is a thread with its own three NBD
@@ -52,20 +52,21 @@
  * idle_or_copied and its target is checked again (background copy and
  * cleaning wrote the right data).
  *
- * Memory and descriptors: VmRSS (/proc/PID/status) and the entries of
- * /proc/PID/fd are taken after --warmup seconds of load (control thread
- * paused, clients running) and again at the end of the load.  The
- * descriptors must be the same ones (the same 3 x --clients connections and
- * the control thread's, the same volume, metadata and io_uring files), and
- * again the same as before the first client came once every client has
- * gone.  RSS may grow by --rss-bound MiB, 8 by default: by the end of the
- * warm-up every connection, worker and buffer the load uses exists and the
- * allocator's caches are warm; a request holds nothing after its reply and
- * a start only a bitmap of 256 grains, so what is left is allocator noise
- * (under 1.5 MiB measured over 30-120 s).  8 MiB is a leak of about 12
- * bytes per request over a 30 s run (700 k requests).  Under ASan its
- * quarantine of freed memory (ASAN_OPTIONS quarantine_size_mb, 256 MiB by
- * default) is added to the bound.
+ * Memory and descriptors: the daemon's resident memory (VmRSS less its I/O
+ * buffer arenas, see proc_rss_kib) and the entries of /proc/PID/fd are taken
+ * after --warmup seconds of load (control thread paused, clients running)
+ * and again at the end of the load.  The descriptors must be the same ones
+ * (the same 3 x --clients connections and the control thread's, the same
+ * volume, metadata and io_uring files), and again the same as before the
+ * first client came once every client has gone.  Resident memory may grow
+ * by --rss-bound MiB, 8 by default: by the end of the warm-up every
+ * connection, worker and buffer the load uses exists and the allocator's
+ * caches are warm; a request holds nothing after its reply and a start
+ * only a bitmap of 256 grains, so what is left is allocator noise (under
+ * 1.5 MiB measured over 30-150 s).  8 MiB is a leak of about 12 bytes per
+ * request over a 30 s run (700 k requests).  Under ASan its quarantine of
+ * freed memory (ASAN_OPTIONS quarantine_size_mb, 256 MiB by default) is
+ * added to the bound.
  *
  * Prints ops/s, bytes verified, RSS and descriptors; exits 0 when all
  * held, 1 on any violation, 2 when the test itself could not run.
@@ -188,6 +189,7 @@ static struct {
     const char *pitcopy;
     unsigned    clients, depth, seconds, warmup;
     uint64_t    seed, size, nblk, rss_bound;
+    const char *grain;          /* map create --grain, NULL: the default */
     char        dir[256], sock[300], log[300];
     bool        keep;
     pid_t       daemon;
@@ -371,19 +373,48 @@ static bool daemon_alive(void)
 
 /* ------------------------------------------------------------------ /proc */
 
-static uint64_t proc_rss_kib(void)
+/*
+ * The daemon's resident memory outside its I/O buffer arenas, in KiB (and
+ * the arenas' part in *arena).  Each worker's pool arena (io/pool.c) is one
+ * anonymous mapping advised MADV_HUGEPAGE ("hg" in smaps' VmFlags, which
+ * nothing else in the daemon asks for).  Registered with io_uring it is
+ * pinned, all resident from the start; with libaio its pages are touched as
+ * the pool's high-water mark rises, up to the arena's size: bounded by
+ * design, not a leak.
+ */
+static uint64_t proc_rss_kib(uint64_t *arena)
 {
-    char path[64], line[256];
-    uint64_t kib = 0;
+    char path[64], line[512];
+    uint64_t total = 0, rss = 0, in_arena = 0;
+    bool anon = false;
     snprintf(path, sizeof path, "/proc/%d/status", (int)T.daemon);
     FILE *f = fopen(path, "r");
     if (!f)
         return 0;
     while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %" SCNu64, &kib) == 1)
+        if (sscanf(line, "VmRSS: %" SCNu64, &total) == 1)
             break;
     fclose(f);
-    return kib;
+    snprintf(path, sizeof path, "/proc/%d/smaps", (int)T.daemon);
+    if (!(f = fopen(path, "r")))
+        return total;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long long a, b, ino;
+        char perm[8], dev[16];
+        int end = 0;
+        if (sscanf(line, "%llx-%llx %7s %*x %15s %llu %n", &a, &b, perm, dev, &ino, &end) == 5 &&
+            end > 0) {
+            anon = ino == 0 && (line[end] == '\n' || line[end] == 0);
+        } else if (sscanf(line, "Rss: %" SCNu64, &rss) == 1) {
+            continue;
+        } else if (!strncmp(line, "VmFlags:", 8) && anon && strstr(line, " hg")) {
+            in_arena += rss;
+        }
+    }
+    fclose(f);
+    if (arena)
+        *arena = in_arena;
+    return total - in_arena;
 }
 
 /*
@@ -808,8 +839,11 @@ static void complete(struct client *c, struct slot *s, int err)
     T.ops[s->op]++;
     if (lat > T.max_lat) {
         T.max_lat = lat;
-        snprintf(T.max_lat_what, sizeof T.max_lat_what, "%s%s of %u KiB on %s",
-                 op_names[s->op], s->fua ? " (FUA)" : "", s->nb * 4, vol_names[s->vi]);
+        if (s->op == OP_FLUSH)
+            snprintf(T.max_lat_what, sizeof T.max_lat_what, "flush of %s", vol_names[s->vi]);
+        else
+            snprintf(T.max_lat_what, sizeof T.max_lat_what, "%s%s of %u KiB on %s",
+                     op_names[s->op], s->fua ? " (FUA)" : "", s->nb * 4, vol_names[s->vi]);
     }
     if (--v->inflight == 0)
         pthread_cond_broadcast(&T.cond);
@@ -1179,7 +1213,8 @@ static void check_all(void)
 static void usage(void)
 {
     fprintf(stderr, "usage: pitcopy-loadtest --pitcopy PATH [--clients N] [--depth N] "
-            "[--seconds N] [--warmup N] [--seed S] [--size MIB] [--rss-bound MIB] [--keep]\n");
+            "[--seconds N] [--warmup N] [--seed S] [--size MIB] [--grain SIZE] [--rss-bound MIB] "
+            "[--keep]\n");
     exit(2);
 }
 
@@ -1197,6 +1232,7 @@ int main(int argc, char **argv)
         { "pitcopy", 1, 0, 'p' }, { "clients", 1, 0, 'c' }, { "depth", 1, 0, 'd' },
         { "seconds", 1, 0, 't' }, { "warmup", 1, 0, 'w' }, { "seed", 1, 0, 's' },
         { "size", 1, 0, 'z' }, { "rss-bound", 1, 0, 'r' }, { "keep", 0, 0, 'k' },
+        { "grain", 1, 0, 'g' },
         { 0, 0, 0, 0 },
     };
     int o;
@@ -1218,6 +1254,7 @@ int main(int argc, char **argv)
         case 'z': T.size = strtoull(optarg, NULL, 10) << 20; break;
         case 'r': T.rss_bound = strtoull(optarg, NULL, 10); break;
         case 'k': T.keep = true; break;
+        case 'g': T.grain = optarg; break;
         default: usage();
         }
     }
@@ -1264,8 +1301,10 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < NVOL; i++)
         if (cli(NULL, "volume", "create", vol_names[i], "--size", size, NULL) != 0)
             die("volume create %s failed", vol_names[i]);
-    if (cli(NULL, "map", "create", "src", "t1", "--name", "m1", "--copy-rate", "20", NULL) ||
-        cli(NULL, "map", "create", "src", "t2", "--name", "m2", "--copy-rate", "0", NULL))
+    if (cli(NULL, "map", "create", "src", "t1", "--name", "m1", "--copy-rate", "20",
+            "--grain", T.grain ? T.grain : "64K", NULL) ||
+        cli(NULL, "map", "create", "src", "t2", "--name", "m2", "--copy-rate", "0",
+            "--grain", T.grain ? T.grain : "64K", NULL))
         die("map create failed");
 
     static struct fdlist fd_idle, fd0, fd1, fd_end;
@@ -1286,7 +1325,7 @@ int main(int argc, char **argv)
 
     /* Warm-up, then the load; a line every 5 s. */
     double t0 = now_s(), t_load = 0, last_ops_t = t0;
-    uint64_t rss0 = 0, rss1 = 0, rss_max = 0, ops0 = 0, last_ops = 0;
+    uint64_t rss0 = 0, rss1 = 0, rss_max = 0, arena0 = 0, arena1 = 0, ops0 = 0, last_ops = 0;
     uint64_t bytes0 = 0;
     bool measuring = false;
     for (;;) {
@@ -1311,7 +1350,7 @@ int main(int argc, char **argv)
         }
         if (!measuring && t - t0 >= T.warmup) {
             pthread_mutex_lock(&T.ctl_pause);
-            rss0 = proc_rss_kib();
+            rss0 = proc_rss_kib(&arena0);
             proc_fds_settled(&fd0);
             pthread_mutex_unlock(&T.ctl_pause);
             pthread_mutex_lock(&T.lock);
@@ -1321,11 +1360,12 @@ int main(int argc, char **argv)
             t_load = now_s();
             measuring = true;
             printf("loadtest: after %u s warm-up: %" PRIu64 " ops, daemon RSS %" PRIu64
-                   " KiB, %u descriptors\n", T.warmup, ops0, rss0, fd0.n);
+                   " KiB + %" PRIu64 " KiB of buffer arenas, %u descriptors\n", T.warmup, ops0,
+                   rss0, arena0, fd0.n);
             fflush(stdout);
         }
         if (measuring) {
-            uint64_t r = proc_rss_kib();
+            uint64_t r = proc_rss_kib(NULL);
             if (r > rss_max)
                 rss_max = r;
             static double last_print = -1;
@@ -1349,7 +1389,7 @@ int main(int argc, char **argv)
     pthread_mutex_lock(&T.ctl_pause);
     bool alive = T.daemon > 0;
     if (alive) {
-        rss1 = proc_rss_kib();
+        rss1 = proc_rss_kib(&arena1);
         proc_fds_settled(&fd1);
     }
     T.ctl_stop = true;
@@ -1402,12 +1442,12 @@ int main(int argc, char **argv)
            T.busy_retries);
     if (alive) {
         uint64_t q = proc_asan_quarantine_mib(), bound = T.rss_bound + q;
-        printf("loadtest: daemon RSS %" PRIu64 " KiB after warm-up, %" PRIu64 " KiB at the end "
-               "(%+" PRId64 " KiB, max %" PRIu64 " KiB; bound +%" PRIu64 " MiB", rss0, rss1,
-               (int64_t)rss1 - (int64_t)rss0, rss_max, bound);
+        printf("loadtest: daemon RSS outside buffer arenas %" PRIu64 " KiB after warm-up, %"
+               PRIu64 " KiB at the end (%+" PRId64 " KiB, max %" PRIu64 " KiB; bound +%" PRIu64
+               " MiB", rss0, rss1, (int64_t)rss1 - (int64_t)rss0, rss_max, bound);
         if (q)
             printf(", of which %" PRIu64 " MiB for ASan's quarantine", q);
-        printf(")\n");
+        printf("); buffer arenas %" PRIu64 " KiB, then %" PRIu64 " KiB\n", arena0, arena1);
         printf("loadtest: daemon descriptors: %u idle, %u after warm-up, %u at the end, %u "
                "after the clients left\n", fd_idle.n, fd0.n, fd1.n, fd_end.n);
         if (rss1 > rss0 + (bound << 10))

@@ -63,6 +63,8 @@ TEST_COMMON_OBJ := $(TEST_COMMON:%.c=$(BUILD)/obj/%.o)
 LEDGER    := $(BUILD)/pitcopy-ledger
 # Crash points against a real daemon (tests/crash/test-*.sh drive it).
 CRASHTEST := $(BUILD)/pitcopy-crashtest
+# Sustained load with mappings changing (tests/nbd/test-load.sh drives it).
+LOADTEST  := $(BUILD)/pitcopy-loadtest
 
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/obj/%.o)
@@ -84,7 +86,7 @@ HEADERS   := $(wildcard include/*.h $(addsuffix /*.h,$(LIB_DIRS)) cli/*.h ctl/*.
         soak bench bench-quick demo clean help install uninstall
 .DEFAULT_GOAL := all
 
-all: $(LIB) $(if $(CLI_SRC),$(PITCOPY)) $(LEDGER) $(CRASHTEST) $(if $(BENCH_SRC),$(BENCH)) $(TEST_BIN)
+all: $(LIB) $(if $(CLI_SRC),$(PITCOPY)) $(LEDGER) $(CRASHTEST) $(LOADTEST) $(if $(BENCH_SRC),$(BENCH)) $(TEST_BIN)
 
 help:
 	@echo "make            build library, benchmark and tests into build/"
@@ -126,6 +128,10 @@ $(LEDGER): demo/ledger.c
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lnbd -lxxhash
 
 $(CRASHTEST): tests/crash/crashtest.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lnbd -ljansson -pthread
+
+$(LOADTEST): tests/nbd/loadtest.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lnbd -ljansson -pthread
 

@@ -28,6 +28,10 @@
  * Every sector the test writes is 32 copies of (tag, sector number); tag 0
  * is the zero sector the volumes start with.  Prints the crash points and
  * violations; exits 1 if any violation was found.
+ *
+ * Debugging: CRASHTEST_STOP=1 stops at the first crash point with a
+ * violation and keeps its state directory; CRASHTEST_SIGNAL=15 (mode kill)
+ * stops the daemon in order instead, to tell a crash bug from a model one.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -393,7 +393,6 @@ void meta_close(struct pc_map *m, bool clean);
 int  meta_write_state(struct pc_map *m);
 int  meta_start(struct pc_map *m, struct pc_error *err);
 bool meta_strict(const struct pc_map *m);
-const char *meta_path(const struct pc_map *m);
 void meta_commit(struct meta_req *rq);           /* worker thread */
 /* Make m's failure durable (superblock says suspended, or the file is moved
  * aside if it cannot be written), then run rq->done on rq->w. */

@@ -689,11 +689,6 @@ bool meta_strict(const struct pc_map *m)
     return m->meta && m->meta->strict;
 }
 
-const char *meta_path(const struct pc_map *m)
-{
-    return m->meta ? m->meta->path : NULL;
-}
-
 /* ------------------------------------------------------------------------
  * The committer (D1, D3). */
 
@@ -703,7 +698,7 @@ struct committer {
     pthread_mutex_t  lock;
     pthread_cond_t   cond;
     struct meta_req *head, *tail;
-    bool             stop, running;
+    bool             stop;
 };
 
 static void meta_queue(struct meta_req *rq);
@@ -772,15 +767,18 @@ static void commit_map(struct meta *md, struct meta_req *list, struct meta_req *
         return;
     struct meta_jblock *jb = md->block;
     struct meta_req *taken = NULL, **tp = &taken;
-    int fds[8], nfds = 0, r = 0;
+    int data_fd = -1, r = 0;
 
     pthread_mutex_lock(&md->lock);
     memset(jb, 0, META_BLOCK);
     /* Take what fits one block (D3); the rest waits for the next round. */
     for (struct meta_req *rq = list, *next; rq; rq = next) {
         next = rq->next_in_map;
-        unsigned need = (unsigned)__builtin_popcountll(rq->mask);
-        if (jb->nextents + need > META_JOURNAL_EXTENTS || (nfds == 8 && rq->data_fd >= 0)) {
+        /* One extent per run of set bits: count the runs' first bits.  All of
+         * one mapping's data is on its target, so one fd at most to sync. */
+        unsigned need = (unsigned)__builtin_popcountll(rq->mask & ~(rq->mask << 1));
+        if (jb->nextents + need > META_JOURNAL_EXTENTS ||
+            (rq->data_fd >= 0 && data_fd >= 0 && rq->data_fd != data_fd)) {
             rq->next = *rest;
             *rest = rq;
             continue;
@@ -796,18 +794,15 @@ static void commit_map(struct meta *md, struct meta_req *list, struct meta_req *
             jb->nextents++;
             i = j;
         }
-        bool seen = rq->data_fd < 0;
-        for (int f = 0; f < nfds && !seen; f++)
-            seen = fds[f] == rq->data_fd;
-        if (!seen)
-            fds[nfds++] = rq->data_fd;
+        if (rq->data_fd >= 0)
+            data_fd = rq->data_fd;
         *tp = rq;
         tp = &rq->next_in_map;
         rq->next_in_map = NULL;
     }
     /* The data the bits vouch for, first. */
-    for (int f = 0; f < nfds && !r; f++)
-        r = sync_fd(fds[f]);
+    if (data_fd >= 0)
+        r = sync_fd(data_fd);
     if (!r && md->next_seq - md->sb.ckpt_seq >= META_JOURNAL_BLOCKS - 1) {
         /* D4: the ring is full; the checkpoint needs the block buffer. */
         struct meta_jblock saved = *jb;
@@ -917,7 +912,6 @@ int meta_committer_start(struct pc_engine *e)
         free(c);
         return r;
     }
-    c->running = true;
     e->committer = c;
     return 0;
 }

@@ -309,6 +309,51 @@ static void test_crash_torn_tail(void **state)
     tu_check(f, t, 0, 4 * G);
 }
 
+/*
+ * Cleaning gives the older mapping only the grains it lacks: one extent of
+ * the stopping mapping's grains becomes a commit whose mask has holes (at
+ * its start, and two wide), and its journal block lists the runs between
+ * them.  After a crash the older
+ * mapping has exactly those bits and reads its point in time.
+ */
+static void test_crash_cleaning_extents(void **state)
+{
+    struct tu_eng *f = tu_eng_get(state);
+    struct tu_vol *s = tu_vol_new(f, "src", SIZE);
+    struct tu_vol *t1 = tu_vol_new(f, "t1", SIZE), *t2 = tu_vol_new(f, "t2", SIZE);
+    struct pc_error err = { 0 };
+
+    tu_write(f, s, 0, SIZE);
+    struct pc_map *m1 = mu_map(f, "m1", s, t1, G, 0, PC_DURABILITY_STRICT);
+    struct pc_map *m2 = mu_map(f, "m2", s, t2, G, 0, PC_DURABILITY_STRICT);
+    tu_start(m1, s, t1);
+    tu_write(f, s, 0, G);                       /* m1 has grains 0, 4 and 5 */
+    tu_write(f, s, 4 * G, 2 * G);
+    tu_start(m2, s, t2);
+    tu_write(f, s, 0, 10 * G);                  /* m2 has grains 0-9 */
+    assert_int_equal(pc_map_set_clean_rate(m2, PC_RATE_UNLIMITED, &err), 0);
+    assert_int_equal(pc_map_stop(m2, &err), 0);
+    tu_wait(m2, PC_MAP_STOPPED);
+    assert_int_equal(tu_info(m1).grains_split, 10);
+    tu_check_all(f, t1);
+    mu_snapshot(f, "crash");
+
+    mu_restart(f, "crash");
+    m1 = mu_recover(f, "m1", s, t1, G, PC_DURABILITY_STRICT);
+    m2 = mu_recover(f, "m2", s, t2, G, PC_DURABILITY_STRICT);
+    pc_engine_resume(f->e);
+    struct pc_map_info in = tu_info(m1);
+    assert_string_equal(in.invalid, "");
+    assert_int_equal(in.state, PC_MAP_COPYING);
+    assert_int_equal(in.grains_split, 10);
+    assert_int_equal(tu_info(m2).state, PC_MAP_STOPPED);
+    tu_check_all(f, t1);
+    /* Exactly those: grain 10 was never split, so a write copies it. */
+    tu_write(f, s, 10 * G, BLK);
+    assert_int_equal(tu_info(m1).grains_split, 11);
+    tu_check_all(f, t1);
+}
+
 /* Many writes at once from the workers themselves, so that copy-on-writes
  * pile up behind the committer and share its rounds. */
 struct burst {
@@ -441,6 +486,7 @@ int main(void)
         TU_BOTH(test_crash_none_invalidates),
         TU_BOTH(test_crash_checkpoints_wrap_journal),
         TU_BOTH(test_crash_torn_tail),
+        TU_BOTH(test_crash_cleaning_extents),
         TU_BOTH(test_crash_group_commit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

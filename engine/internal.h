@@ -178,6 +178,11 @@ struct pc_volume {
     struct chain *_Atomic chain;
     /* As a target: the mapping targeting it (at most one), set at create. */
     struct pc_map *_Atomic tgt_map;
+    /* Restore (restore.c): on S, the mapping T -> S restoring it; on T, the
+     * same mapping, whose source it is.  Set while the restore is under way
+     * (copying) or unfinished (stopped: S offline). */
+    struct pc_map *_Atomic restore_by;
+    struct pc_map *_Atomic restore_from;
     unsigned            nmaps_as_source; /* mappings created on it, ctl_lock */
     unsigned            refs;           /* pc_volume_get holders, vol_lock */
 
@@ -224,6 +229,12 @@ struct pc_map {
     struct pc_group    *group;          /* ctl_lock */
     uint64_t            group_seq;      /* order of joining, for pc_group_members */
     _Atomic bool        split;          /* stopping with split: clean at full speed */
+    /* Restore pairs (restore.c): a mapping T -> S made while S -> T exists;
+     * each points at the other (ctl_lock). */
+    struct pc_map      *partner;
+    bool                reverse;        /* made second: it goes T -> S, started only to restore */
+    _Atomic bool        restoring;      /* this mapping T -> S defines what S reads */
+    struct chain       *solo;           /* an empty chain of S's grain size, for restore ops */
 };
 
 /* Drop every mapping at once, without cleaning (pc_engine_destroy). */
@@ -292,6 +303,18 @@ static inline bool map_bit(const struct pc_map *m, uint64_t g)
     return bitmap_test(m->bits, g);
 }
 
+/* ------------------------------------------------------------ restore.c */
+/* Where S's restored data for grain g lives now (R copies T back onto S). */
+struct pc_volume *restore_loc(const struct pc_map *r, const struct chain *c, uint64_t g);
+/* Under g's busy slot (key: S's id): make S hold R's data for grain g0 and set
+ * R's bit, copying S's old contents to its chain first (I2); then g->fin. */
+void restore_grain_run(struct gop *g);
+/* S's chain for a restore op on R (an empty one when S has none). */
+struct chain *restore_chain(struct pc_map *r);
+int  map_start_restore_locked(struct pc_map *m, struct pc_error *err);
+/* The restore ended (copied, or R deleted): S and T are plain again. */
+void restore_detach_locked(struct pc_map *m);
+
 /* -------------------------------------------------------------- group.c */
 struct pc_group {
     struct pc_engine   *e;
@@ -327,7 +350,7 @@ void busy_release(struct busy_table *t, struct gop *g);
  * a copy-on-write before a source write, a slow-path target write, a
  * background copy or a cleaning step.
  */
-enum gop_kind { GOP_COW, GOP_TWRITE, GOP_BGCOPY, GOP_CLEAN };
+enum gop_kind { GOP_COW, GOP_TWRITE, GOP_BGCOPY, GOP_CLEAN, GOP_RESTORE };
 
 #define GOP_MAX_GRAINS 64u   /* grains per extent: masks are one word */
 #define GOP_MAX_BYTES  (1u << 20)
@@ -366,6 +389,7 @@ struct gop {
     void              (*after_read)(struct gop *g);  /* NULL: write copy_mask */
     void              (*done)(struct gop *g);
     void               *driver;     /* bgcopy.c */
+    void              (*fin)(struct gop *g);   /* GOP_RESTORE: when the grain is restored */
     struct meta_req     mrq;        /* making the bits durable (meta.c) */
     struct gop         *free_next;
     struct io_req       req[GOP_MAX_GRAINS];
@@ -375,6 +399,10 @@ struct gop *gop_get(struct pc_worker *w);
 void gop_put(struct pc_worker *w, struct gop *g);
 void cow_worker_free(struct pc_worker *w);
 void gop_read_extent(struct gop *g);
+/* Make the bits of mask in m durable (meta.c D1), then g->done; false when m
+ * keeps no durable metadata and the caller sets them itself.  data_fd: the
+ * file the data went to, fdatasync'd first (-1: written durable already). */
+bool gop_commit(struct gop *g, struct pc_map *m, int data_fd, uint64_t mask);
 void gop_write_extent(struct gop *g);
 
 /* The point-in-time lookup: where target k's data for grain g lives now. */
@@ -402,7 +430,7 @@ uint64_t bgcopy_bytes(const struct pc_map *m);
 /* What a recovery found (meta_recover). */
 struct meta_recovered {
     enum pc_map_state state;
-    bool     complete, in_chain, clean;
+    bool     complete, in_chain, clean, restoring;
     uint64_t gen, start_seq, start_realtime_ns, start_hold_ns;
     int      copy_rate, clean_rate;
     uint64_t replayed;              /* journal blocks replayed */

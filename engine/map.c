@@ -110,7 +110,21 @@ static __attribute__((unused)) bool map_check(const struct pc_map *m)
     if (atomic_load(&m->in_chain))
         return s == PC_MAP_COPYING || s == PC_MAP_STOPPING || s == PC_MAP_SUSPENDED ||
                s == PC_MAP_IDLE_OR_COPIED || s == PC_MAP_PREPARING;   /* M2 */
+    if (atomic_load(&m->restoring))
+        return s == PC_MAP_COPYING || s == PC_MAP_STOPPED;        /* restore.c */
     return s != PC_MAP_COPYING && s != PC_MAP_STOPPING;
+}
+
+/* R3 (restore.c): while S is being restored, its chain keeps its shape. */
+static int refuse_while_restoring(struct pc_map *m, const char *what, struct pc_error *err)
+{
+    struct pc_map *r = atomic_load(&m->src->restore_by);
+    if (!r || r == m || map_state(r) != PC_MAP_COPYING)
+        return 0;
+    pc_error_set(err, -EBUSY, "cannot %s mapping %s while its source %s is being restored by "
+                 "mapping %s; wait for the restore to finish or stop it", what, m->name,
+                 m->src->name, r->name);
+    return -EBUSY;
 }
 
 /* ------------------------------------------------------------------------
@@ -197,6 +211,11 @@ void map_copy_complete(struct pc_engine *e, struct janitor_job *job)
         return;
     atomic_store(&m->complete, true);
     set_state_locked(m, PC_MAP_IDLE_OR_COPIED);
+    if (atomic_load(&m->restoring)) {
+        restore_detach_locked(m);            /* writes the state */
+        pc_log("mapping %s: restore of %s complete", m->name, m->tgt->name);
+        return;
+    }
     meta_write_state(m);
     chain_trim_locked(m->src);
 }
@@ -335,6 +354,7 @@ static int map_meta_open_locked(struct pc_map *m, const struct pc_map_opts *o, b
         m->start_realtime_ns = rec.start_realtime_ns;
         m->start_hold_ns = rec.start_hold_ns;
         *rejoin = rec.in_chain;
+        atomic_store(&m->restoring, rec.restoring);
         if (rec.in_chain && rec.state != PC_MAP_COPYING && rec.state != PC_MAP_STOPPING &&
             rec.state != PC_MAP_IDLE_OR_COPIED && rec.state != PC_MAP_SUSPENDED)
             *rejoin = false;
@@ -440,7 +460,20 @@ int pc_map_create(struct pc_engine *e, const struct pc_map_opts *o,
                      t->name, atomic_load(&t->tgt_map)->name);
         goto out;
     }
-    if (t->nmaps_as_source || atomic_load(&s->tgt_map)) {
+    /* The one cascade allowed: a mapping back from a target to its source,
+     * for restores (restore.c). */
+    struct pc_map *partner = NULL;
+    for (struct pc_map *p = e->maps; p; p = p->next)
+        if (p->src == t && p->tgt == s && !p->partner)
+            partner = p;
+    if (partner && partner->grain_shift != (uint32_t)shift) {
+        pc_error_set(err, r, "restore mapping %s -> %s must have the grain size of mapping %s "
+                     "(%u KiB)", s->name, t->name, partner->name,
+                     (1u << partner->grain_shift) >> 10);
+        goto out;
+    }
+    struct pc_map *s_tgt = atomic_load(&s->tgt_map);
+    if (!partner && (t->nmaps_as_source || (s_tgt && !s_tgt->reverse))) {
         r = -EOPNOTSUPP;
         pc_error_set(err, r, "cascaded mappings are not supported yet: %s is %s",
                      t->nmaps_as_source ? t->name : s->name,
@@ -492,6 +525,19 @@ int pc_map_create(struct pc_engine *e, const struct pc_map_opts *o,
     atomic_store(&m->copy_rate, copy_rate);
     atomic_store(&m->clean_rate, clean_rate);
     m->incremental = o->incremental;
+    if (partner) {
+        m->reverse = true;
+        m->partner = partner;
+        m->solo = calloc(1, sizeof *m->solo);
+        if (!m->solo) {
+            bitmap_destroy(m->bits);
+            free(m);
+            r = -ENOMEM;
+            pc_error_set(err, r, "out of memory creating mapping %s", name);
+            goto out;
+        }
+        m->solo->grain_shift = m->grain_shift;
+    }
     bool rejoin = false;
     if (o->meta_path) {
         r = map_meta_open_locked(m, o, &rejoin, err);
@@ -505,6 +551,26 @@ int pc_map_create(struct pc_engine *e, const struct pc_map_opts *o,
         m->group = o->group;
         m->group_seq = ++o->group->next_seq;
         o->group->nmaps++;
+    }
+    if (partner) {
+        partner->partner = m;
+        if (atomic_load(&m->restoring)) {
+            /* Recovered mid-restore: S reads through it again (or, stopped,
+             * stays offline). */
+            atomic_store(&t->restore_by, m);
+            atomic_store(&s->restore_from, m);
+        }
+        rejoin = false;
+    } else if (atomic_load(&m->restoring)) {
+        /* A restore mapping whose partner did not come back: nothing says
+         * where S's unrestored grains are, so S stays offline until this
+         * mapping is deleted. */
+        atomic_store(&t->restore_by, m);
+        atomic_store(&m->state, PC_MAP_STOPPED);
+        atomic_store(&m->complete, false);
+        snprintf(m->invalid, sizeof m->invalid, "it was restoring %.60s from %.60s, but the "
+                 "mapping the other way did not come back", t->name, s->name);
+        rejoin = false;
     }
     atomic_store(&t->tgt_map, m);
     s->nmaps_as_source++;
@@ -557,6 +623,14 @@ static void begin_stop_locked(struct pc_map *m, enum pc_map_state s)
 int map_prepare_locked(struct pc_map *m, struct pc_error *err)
 {
     int s = map_state(m);
+    if (m->reverse) {
+        pc_error_set(err, -EINVAL, "mapping %s goes from %s back to its source %s: start it "
+                     "as a restore", m->name, m->src->name, m->tgt->name);
+        return -EINVAL;
+    }
+    int r0 = refuse_while_restoring(m, "start", err);
+    if (r0 < 0)
+        return r0;
     if (s == PC_MAP_PREPARED)
         return 0;
     if (s != PC_MAP_IDLE_OR_COPIED && s != PC_MAP_STOPPED) {
@@ -774,10 +848,39 @@ int pc_map_start(struct pc_map *m, struct pc_error *err)
     return r;
 }
 
+int pc_map_start_restore(struct pc_map *m, struct pc_error *err)
+{
+    pthread_mutex_lock(&m->e->ctl_lock);
+    int r = refuse_group_member(m, "start", err);
+    if (r == 0)
+        r = map_start_restore_locked(m, err);
+    assert(map_check(m));
+    pthread_mutex_unlock(&m->e->ctl_lock);
+    return r;
+}
+
 int map_stop_locked(struct pc_map *m, bool split, struct pc_error *err)
 {
     int r = 0;
     int s = map_state(m);
+    if (atomic_load(&m->restoring) && s == PC_MAP_COPYING) {
+        /* Nothing reads through S for others: no cleaning.  Unless every
+         * grain is restored, S holds an incomplete image and goes offline. */
+        if (bitmap_find_next_unset(m->bits, 0) >= m->grains) {
+            atomic_store(&m->complete, true);
+            set_state_locked(m, PC_MAP_IDLE_OR_COPIED);
+            restore_detach_locked(m);
+        } else {
+            set_state_locked(m, PC_MAP_STOPPED);
+            pc_log("mapping %s: restore stopped unfinished; %s is offline until the restore "
+                   "is started again or the mapping deleted", m->name, m->tgt->name);
+        }
+        meta_write_state(m);
+        return 0;
+    }
+    r = refuse_while_restoring(m, "stop", err);
+    if (r < 0)
+        return r;
     if (split) {
         bool whole = atomic_load(&m->complete) ||
                      ((s == PC_MAP_COPYING || s == PC_MAP_STOPPING) &&
@@ -856,6 +959,33 @@ int pc_map_delete(struct pc_map *m, bool force, struct pc_error *err)
 
     pthread_mutex_lock(&e->ctl_lock);
     s = map_state(m);
+    if (m->partner && !m->reverse) {
+        pthread_mutex_unlock(&e->ctl_lock);
+        pc_error_set(err, -EBUSY, "mapping %s has a restore mapping, %s; delete that first",
+                     m->name, m->partner->name);
+        return -EBUSY;
+    }
+    int rr = m->reverse ? 0 : refuse_while_restoring(m, "delete", err);
+    if (rr < 0) {
+        pthread_mutex_unlock(&e->ctl_lock);
+        return rr;
+    }
+    if (m->reverse || atomic_load(&m->restoring)) {
+        /* Deleting a restore brings S back as it stands (rmfcmap -force). */
+        if (atomic_load(&m->restoring) && s == PC_MAP_COPYING && !force) {
+            pthread_mutex_unlock(&e->ctl_lock);
+            pc_error_set(err, -EBUSY, "mapping %s is restoring %s; stop it first, or force "
+                         "the delete (%s keeps what is restored so far)", m->name,
+                         m->tgt->name, m->tgt->name);
+            return -EBUSY;
+        }
+        restore_detach_locked(m);
+        set_state_locked(m, atomic_load(&m->complete) ? PC_MAP_IDLE_OR_COPIED : PC_MAP_STOPPED);
+        if (m->partner)
+            m->partner->partner = NULL;
+        m->partner = NULL;
+        s = map_state(m);
+    }
     if ((s == PC_MAP_COPYING || s == PC_MAP_STOPPING || s == PC_MAP_PREPARING ||
          s == PC_MAP_SUSPENDED) && !force) {
         pthread_mutex_unlock(&e->ctl_lock);
@@ -1014,6 +1144,9 @@ int pc_map_info(struct pc_map *m, struct pc_map_info *info)
     snprintf(info->invalid, sizeof info->invalid, "%s", m->invalid);
     if (m->group)
         snprintf(info->group, sizeof info->group, "%s", m->group->name);
+    info->restoring = atomic_load(&m->restoring);
+    if (m->partner)
+        snprintf(info->partner, sizeof info->partner, "%s", m->partner->name);
 
     bool fresh = info->state == PC_MAP_IDLE_OR_COPIED && !info->complete &&
                  !atomic_load(&m->in_chain);

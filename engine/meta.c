@@ -168,11 +168,13 @@ static void sb_fill_locked(struct meta *md)
     struct pc_map *m = md->m;
     struct meta_sb *sb = &md->sb;
     sb->state = persisted_state(m);
-    sb->flags &= ~(META_F_COMPLETE | META_F_IN_CHAIN | META_F_CLEAN);
+    sb->flags &= ~(META_F_COMPLETE | META_F_IN_CHAIN | META_F_CLEAN | META_F_RESTORING);
     if (atomic_load(&m->complete))
         sb->flags |= META_F_COMPLETE;
-    if (atomic_load(&m->in_chain) || map_state(m) == PC_MAP_COPYING ||
-        map_state(m) == PC_MAP_STOPPING)
+    if (atomic_load(&m->restoring))
+        sb->flags |= META_F_RESTORING;
+    else if (atomic_load(&m->in_chain) || map_state(m) == PC_MAP_COPYING ||
+             map_state(m) == PC_MAP_STOPPING)
         sb->flags |= META_F_IN_CHAIN;
     sb->copy_rate = atomic_load(&m->copy_rate);
     sb->clean_rate = atomic_load(&m->clean_rate);
@@ -570,6 +572,7 @@ int meta_recover(struct pc_map *m, const char *path, bool strict, struct meta_re
         out->state = (enum pc_map_state)best.state;
     out->complete = best.flags & META_F_COMPLETE;
     out->in_chain = best.flags & META_F_IN_CHAIN;
+    out->restoring = best.flags & META_F_RESTORING;
     out->clean = best.flags & META_F_CLEAN;
     out->gen = best.gen;
     out->start_seq = best.start_seq;
@@ -581,7 +584,8 @@ int meta_recover(struct pc_map *m, const char *path, bool strict, struct meta_re
     char mark[PATH_MAX + 16];
     snprintf(mark, sizeof mark, "%s%s", path, META_FAILED_SUFFIX);
     if (access(mark, F_OK) == 0 && !best.reason[0] &&
-        (best.state == PC_MAP_COPYING || (best.flags & META_F_IN_CHAIN))) {
+        (best.state == PC_MAP_COPYING || (best.flags & META_F_IN_CHAIN)) &&
+        !(best.flags & META_F_RESTORING)) {
         out->state = PC_MAP_SUSPENDED;
         snprintf(best.reason, sizeof best.reason, "suspended: its metadata could not be "
                  "written (the marker %s beside it says so)", META_FAILED_SUFFIX);
@@ -664,7 +668,8 @@ int meta_start(struct pc_map *m, struct pc_error *err)
     md->sb.gen++;
     sb_fill_locked(md);
     md->sb.state = PC_MAP_COPYING;
-    md->sb.flags = (md->sb.flags | META_F_IN_CHAIN) & ~META_F_COMPLETE;
+    md->sb.flags = (md->sb.flags | (atomic_load(&m->restoring) ? META_F_RESTORING
+                                    : META_F_IN_CHAIN)) & ~META_F_COMPLETE;
     memset(md->sb.reason, 0, sizeof md->sb.reason);     /* a new point in time */
     md->sb.ckpt_seq = md->next_seq;
     memset(md->dirty, 0, ((md->npages + 63) / 64) * 8);

@@ -50,6 +50,8 @@
                                        * copied mapping older ones still resolve through) */
 #define META_F_STRICT     (1u << 2)   /* --durability=strict: bits are journalled */
 #define META_F_CLEAN      (1u << 3)   /* written by an orderly shutdown, nothing since */
+#define META_F_RESTORING  (1u << 4)   /* a restore mapping whose target reads through it
+                                       * (restore.c): never in a chain */
 
 struct meta_sb {
     uint64_t magic;

@@ -256,6 +256,8 @@ struct pc_map_info {
     enum pc_durability durability;
     char              invalid[256];       /* why a restart could not vouch for the target, or "" */
     char              group[64];          /* consistency group, or "" */
+    bool              restoring;          /* a restore under way (or stopped unfinished) */
+    char              partner[64];        /* the mapping in the other direction, or "" */
 };
 
 int  pc_map_create(struct pc_engine *e, const struct pc_map_opts *opts,
@@ -285,6 +287,19 @@ int  pc_map_stop(struct pc_map *m, struct pc_error *err);
  * the clean rate, and the mapping ends idle_or_copied (pc_map_wait).
  */
 int  pc_map_stop_split(struct pc_map *m, struct pc_error *err);
+/*
+ * Restore (startfcmap -restore): m goes from T back to S, made while the
+ * mapping S -> T exists (its partner).  From the start S reads as T did at
+ * that instant, and the background copy (at m's copy rate) makes it so on
+ * disk; the forward mapping and S's other targets keep their own points in
+ * time (S's old contents go to them first, as for any write to S), and T
+ * stays readable and writable.  Needs T whole as a host reads it (its
+ * mapping copying, or idle_or_copied with the copy complete) and no cleaning
+ * on S's chain.  While it runs, S's mappings other than m cannot be started,
+ * stopped or deleted.  Stopping m leaves S offline (an incomplete image)
+ * until m is started again or deleted; it ends idle_or_copied.
+ */
+int  pc_map_start_restore(struct pc_map *m, struct pc_error *err);
 /* Delete an idle_or_copied or stopped mapping; force stops it first (and waits). */
 int  pc_map_delete(struct pc_map *m, bool force, struct pc_error *err);
 int  pc_map_set_copy_rate(struct pc_map *m, int rate, struct pc_error *err);

@@ -49,6 +49,13 @@
  *   M3  Start publishes the chain before the state, and route_of (cow.c)
  *       reads the state before the chain: a target seen copying is found in
  *       its chain.
+ *   M5  Incremental (cow.c I6, meta.c D6): a mapping's difference bitmap
+ *       holds every grain written on its source or target since its last
+ *       start, while diff_valid.  A start whose last copy was complete
+ *       builds its split bitmap as "all but the changed grains" before the
+ *       hold, fixes up the few changed since under it, and swaps in an
+ *       empty difference bitmap there (map_diff_switch_locked): O(1) but for
+ *       grains changed in that window.  Any other start copies everything.
  *   M4  All mappings of one source share a grain size; a volume is the
  *       target of at most one mapping; no cascades yet (a target is never a
  *       source and a source never a target).
@@ -114,6 +121,76 @@ static __attribute__((unused)) bool map_check(const struct pc_map *m)
 }
 
 /* ------------------------------------------------------------------------
+ * Incremental: difference bitmaps (M5). */
+
+/* Add m to (or, add false, take it off) v's diffset, under a write hold on
+ * v so no write that missed the new set is still in flight after. */
+static int diffset_change_locked(struct pc_volume *v, struct pc_map *m, bool add)
+{
+    struct diffset *old = atomic_load(&v->diffs), *ds = NULL;
+    unsigned n = old ? old->n : 0, j = 0;
+    if (add || n > 1) {
+        ds = malloc(sizeof *ds + (n + 1) * sizeof ds->maps[0]);
+        if (!ds)
+            return -ENOMEM;
+        for (unsigned i = 0; i < n; i++)
+            if (old->maps[i] != m)
+                ds->maps[j++] = old->maps[i];
+        if (add)
+            ds->maps[j++] = m;
+        ds->n = j;
+    }
+    atomic_store(&v->hold, 1);
+    volume_drain_writes(v);
+    atomic_store_explicit(&v->diffs, ds, memory_order_release);
+    volume_hold_release(v);
+    srcu_sync(v->e);
+    free(old);
+    return 0;
+}
+
+/* Before the hold: the split bitmap of an incremental start, every grain
+ * but the changed ones.  O(changed grains) plus the set pages. */
+static int diff_build_split(struct pc_map *m, struct bitmap *fresh)
+{
+    struct bitmap *d = atomic_load(&m->diff[atomic_load(&m->dcur)]);
+    m->diff_snap = bitmap_count(d);          /* before the walk: bits only grow */
+    int r = bitmap_set_range(fresh, 0, m->grains);
+    for (uint64_t g = bitmap_find_next_set(d, 0); !r && g < m->grains;) {
+        uint64_t h = bitmap_find_next_unset(d, g);
+        bitmap_clear_range(fresh, g, h - g);
+        g = h < m->grains ? bitmap_find_next_set(d, h) : h;
+    }
+    return r;
+}
+
+/*
+ * Under the start's hold, writes to source and target drained: the grains
+ * changed since diff_build_split are unsplit too, and recording moves to a
+ * fresh bitmap.  The closed one stays as diff[!dcur] (meta.c regions).
+ */
+void map_diff_switch_locked(struct pc_map *m)
+{
+    if (!m->incremental || !m->diff_fresh)
+        return;
+    unsigned cur = atomic_load(&m->dcur);
+    struct bitmap *d = atomic_load(&m->diff[cur]);
+    if (m->incr_start && bitmap_count(d) != m->diff_snap) {
+        for (uint64_t g = bitmap_find_next_set(d, 0); g < m->grains;) {
+            uint64_t h = bitmap_find_next_unset(d, g);
+            bitmap_clear_range(m->bits, g, h - g);
+            g = h < m->grains ? bitmap_find_next_set(d, h) : h;
+        }
+    }
+    m->diff_old = atomic_load(&m->diff[!cur]);
+    atomic_store_explicit(&m->diff[!cur], m->diff_fresh, memory_order_release);
+    atomic_store_explicit(&m->dcur, !cur, memory_order_release);
+    m->diff_fresh = NULL;
+    m->diff_base = m->incr_start;
+    atomic_store_explicit(&m->diff_valid, true, memory_order_release);
+}
+
+/* ------------------------------------------------------------------------
  * Chains (M1). */
 
 static struct chain *chain_alloc(unsigned n, uint32_t shift)
@@ -141,6 +218,8 @@ static uint64_t chain_publish_locked(struct pc_volume *src, struct pc_volume *al
     volume_drain_writes(src);                       /* writes in flight drain */
     if (also)
         volume_drain_writes(also);
+    if (entering)
+        map_diff_switch_locked(m);                  /* M5 */
     atomic_store_explicit(&src->chain, c, memory_order_release);
     atomic_store(&m->in_chain, entering);
     if (entering)
@@ -229,6 +308,8 @@ void map_clean_complete(struct pc_engine *e, struct janitor_job *job)
         set_state_locked(m, PC_MAP_PREPARED);
     else
         set_state_locked(m, atomic_load(&m->complete) ? PC_MAP_IDLE_OR_COPIED : PC_MAP_STOPPED);
+    if (map_state(m) == PC_MAP_STOPPED)
+        atomic_store(&m->diff_valid, false);    /* M5: the next start copies everything */
     meta_write_state(m);
     chain_trim_locked(m->src);
 }
@@ -345,6 +426,9 @@ static int map_meta_open_locked(struct pc_map *m, const struct pc_map_opts *o, b
         m->start_seq = rec.start_seq;
         m->start_realtime_ns = rec.start_realtime_ns;
         m->start_hold_ns = rec.start_hold_ns;
+        atomic_store(&m->dcur, rec.diff_cur);
+        atomic_store(&m->diff_valid, m->incremental && rec.diff_valid);
+        m->diff_base = rec.diff_base;
         *rejoin = rec.in_chain;
         if (rec.in_chain && rec.state != PC_MAP_COPYING && rec.state != PC_MAP_STOPPING &&
             rec.state != PC_MAP_IDLE_OR_COPIED && rec.state != PC_MAP_SUSPENDED)
@@ -497,10 +581,33 @@ int pc_map_create(struct pc_engine *e, const struct pc_map_opts *o,
     atomic_store(&m->copy_rate, copy_rate);
     atomic_store(&m->clean_rate, clean_rate);
     m->incremental = o->incremental;
+    if (m->incremental) {
+        for (unsigned i = 0; i < 2 && r >= 0; i++) {
+            struct bitmap *d = bitmap_create(m->grains, &r);
+            atomic_store(&m->diff[i], d);
+        }
+        if (r >= 0 && (r = diffset_change_locked(s, m, true)) >= 0 &&
+            (r = diffset_change_locked(t, m, true)) < 0)
+            diffset_change_locked(s, m, false);
+        if (r < 0) {
+            bitmap_destroy(atomic_load(&m->diff[0]));
+            bitmap_destroy(atomic_load(&m->diff[1]));
+            bitmap_destroy(m->bits);
+            free(m);
+            pc_error_set(err, r, "out of memory for the difference bitmaps of mapping %s", name);
+            goto out;
+        }
+    }
     bool rejoin = false;
     if (o->meta_path) {
         r = map_meta_open_locked(m, o, &rejoin, err);
         if (r < 0) {
+            if (m->incremental) {
+                diffset_change_locked(s, m, false);
+                diffset_change_locked(t, m, false);
+                bitmap_destroy(atomic_load(&m->diff[0]));
+                bitmap_destroy(atomic_load(&m->diff[1]));
+            }
             bitmap_destroy(m->bits);
             free(m);
             goto out;
@@ -627,6 +734,24 @@ int pc_map_start(struct pc_map *m, struct pc_error *err)
     for (unsigned i = 0; old && i < old->n; i++)
         c->maps[i] = old->maps[i];
     c->maps[c->n - 1] = m;
+    /* M5: a restart after a complete copy copies only what changed since. */
+    m->incr_start = m->incremental && atomic_load(&m->complete) &&
+                    atomic_load(&m->diff_valid);
+    m->diff_fresh = NULL;
+    if (m->incremental) {
+        m->diff_fresh = bitmap_create(m->grains, &r);
+        if (m->diff_fresh && m->incr_start)
+            r = diff_build_split(m, fresh);
+        if (!m->diff_fresh || r < 0) {
+            bitmap_destroy(m->diff_fresh);
+            m->diff_fresh = NULL;
+            bitmap_destroy(fresh);
+            free(c);
+            r = -ENOMEM;
+            pc_error_set(err, r, "out of memory starting mapping %s", m->name);
+            goto out;
+        }
+    }
 
     /* The chain's order survives a restart (meta.c): a start sequence above
      * every older mapping's, whatever the clock does. */
@@ -641,6 +766,8 @@ int pc_map_start(struct pc_map *m, struct pc_error *err)
     if (r < 0) {
         m->start_seq = prev_seq;
         m->start_realtime_ns = prev_rt;
+        bitmap_destroy(m->diff_fresh);
+        m->diff_fresh = NULL;
         bitmap_destroy(fresh);
         free(c);
         goto out;
@@ -655,6 +782,11 @@ int pc_map_start(struct pc_map *m, struct pc_error *err)
     atomic_store(&m->failed, false);
     atomic_store(&m->fail_err, 0);
     bitmap_destroy(old_bits);      /* after publish's grace period */
+    if (m->diff_old) {
+        meta_barrier(m);           /* no checkpoint reads it any more */
+        bitmap_destroy(m->diff_old);
+        m->diff_old = NULL;
+    }
     assert(map_check(m));
     bgcopy_kick(m);
 out:
@@ -723,6 +855,11 @@ int pc_map_delete(struct pc_map *m, bool force, struct pc_error *err)
         }
     }
     m->deleted = true;
+    if (m->incremental) {
+        /* Cannot fail: a smaller set, or none. */
+        diffset_change_locked(m->src, m, false);
+        diffset_change_locked(m->tgt, m, false);
+    }
     atomic_store(&m->tgt->tgt_map, NULL);
     m->src->nmaps_as_source--;
     pthread_cond_broadcast(&e->state_cond);
@@ -733,6 +870,10 @@ int pc_map_delete(struct pc_map *m, bool force, struct pc_error *err)
     meta_close(m, false);          /* the caller removes the file */
     bitmap_destroy(m->bits);
     m->bits = NULL;
+    for (unsigned i = 0; i < 2; i++) {
+        bitmap_destroy(atomic_load(&m->diff[i]));
+        atomic_store(&m->diff[i], NULL);
+    }
     /* Janitor jobs queued for m may still run; they find m->deleted.  The
      * struct itself is freed with the engine. */
     pthread_mutex_lock(&e->ctl_lock);
@@ -761,6 +902,8 @@ void map_teardown_all(struct pc_engine *e)
     for (struct pc_volume *v = e->volumes; v; v = v->next) {
         free(atomic_load(&v->chain));
         atomic_store(&v->chain, NULL);
+        free(atomic_load(&v->diffs));
+        atomic_store(&v->diffs, NULL);
         atomic_store(&v->tgt_map, NULL);
         v->nmaps_as_source = 0;
     }
@@ -771,6 +914,10 @@ void map_teardown_all(struct pc_engine *e)
         atomic_store(&m->in_chain, false);
         bitmap_destroy(m->bits);
         m->bits = NULL;
+        for (unsigned i = 0; i < 2; i++) {
+            bitmap_destroy(atomic_load(&m->diff[i]));
+            atomic_store(&m->diff[i], NULL);
+        }
         m->next = e->graveyard;
         e->graveyard = m;
     }
@@ -848,6 +995,9 @@ int pc_map_info(struct pc_map *m, struct pc_map_info *info)
     info->copy_rate = atomic_load(&m->copy_rate);
     info->clean_rate = atomic_load(&m->clean_rate);
     info->incremental = m->incremental;
+    info->changes_recorded = m->incremental && atomic_load(&m->diff_valid);
+    if (info->changes_recorded && atomic_load(&m->diff[atomic_load(&m->dcur)]))
+        info->grains_changed = bitmap_count(atomic_load(&m->diff[atomic_load(&m->dcur)]));
     info->complete = atomic_load(&m->complete);
     info->start_hold_ns = m->start_hold_ns;
     info->start_ns = m->start_realtime_ns;

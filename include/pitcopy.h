@@ -207,7 +207,13 @@ struct pc_map_opts {
     uint32_t          grain_size;    /* 0 = 64 KiB; power of two 4 KiB–1 MiB */
     int               copy_rate;     /* 0–150 or PC_RATE_UNLIMITED; -1 = default 50 */
     int               clean_rate;    /* likewise; other negative values are refused */
-    bool              incremental;   /* reserved: accepted, recorded */
+    /*
+     * Record which grains change on source or target (a difference bitmap,
+     * durable like the split bits); a start after a complete copy then
+     * copies only the grains changed since the previous start.  Exported
+     * over NBD as the meta context pitcopy:changed (nbd/handshake.c).
+     */
+    bool              incremental;
     /*
      * Recreating a mapping a daemon knew before it restarted: its split
      * bitmap is not persisted yet, so it comes back idle_or_copied (the
@@ -244,6 +250,9 @@ struct pc_map_info {
     int               copy_rate;
     int               clean_rate;
     bool              incremental;
+    bool              changes_recorded; /* incremental, and the recording covers every change
+                                         * since the last start (a restart may copy only those) */
+    uint64_t          grains_changed;   /* grains written on source or target since the last start */
     bool              complete;         /* every grain split: the target is a whole image */
     bool              target_online;
     unsigned          dependent_mappings; /* older mappings in the chain */

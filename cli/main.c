@@ -137,7 +137,7 @@ static const struct cli_cmd commands[] = {
       "  pitcopy volume delete db-copy --keep-file\n" },
     { "map", "create", cmd_map_create,
       "map create SOURCE TARGET [--name NAME] [--grain SIZE] [--copy-rate RATE] "
-      "[--clean-rate RATE]",
+      "[--clean-rate RATE] [--incremental]",
       "Create a mapping SOURCE -> TARGET (volumes of the same size).  It starts\n"
       "idle_or_copied; `pitcopy map start` makes the point-in-time copy.\n"
       "\n"
@@ -147,7 +147,10 @@ static const struct cli_cmd commands[] = {
       "                    all mappings of one source share it)\n"
       "  --copy-rate RATE  background copy rate 0-150 or unlimited (default 50 =\n"
       "                    2 MiB/s; 0 = no background copy)\n"
-      "  --clean-rate RATE cleaning rate, likewise (default 50)\n" STATE_HELP
+      "  --clean-rate RATE cleaning rate, likewise (default 50)\n"
+      "  --incremental     record the grains written on source or target since\n"
+      "                    each start; a start after a complete copy copies only\n"
+      "                    those (NBD meta context pitcopy:changed shows them)\n" STATE_HELP
       "\n"
       "Example:\n"
       "  pitcopy map create db db-copy --name nightly --copy-rate 80\n" },

@@ -57,6 +57,11 @@ static void map_print(const json_t *m)
     out_kv("target online", "%s", out_bool(m, "target_online") ? "yes" : "no");
     out_kv("dependent mappings", "%lld", out_int(m, "dependent_mappings"));
     out_kv("grains to clean", "%lld", out_int(m, "grains_to_clean"));
+    out_kv("incremental", "%s", out_bool(m, "incremental") ? "yes" : "no");
+    if (json_is_integer(json_object_get(m, "grains_changed")))
+        out_kv("grains changed", "%lld since the last start", out_int(m, "grains_changed"));
+    else if (out_bool(m, "incremental"))
+        out_kv("grains changed", "unknown: the next start copies everything");
     if (json_is_string(json_object_get(m, "started_at")))
         out_kv("last start", "%s, writes held %.3f ms", out_str(m, "started_at"),
                (double)out_int(m, "start_hold_ns") / 1e6);
@@ -117,8 +122,10 @@ int cmd_map_stop(struct cli_ctx *ctx, int argc, char **argv)
 int cmd_map_create(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *name = NULL, *grain = NULL, *copy = NULL, *clean = NULL;
+    bool incremental = false;
     struct args_opt opts[] = {
         ARGS_OPT_VALUE("name", &name),
+        ARGS_OPT_FLAG("incremental", &incremental),
         ARGS_OPT_VALUE("grain", &grain),
         ARGS_OPT_VALUE("copy-rate", &copy),
         ARGS_OPT_VALUE("clean-rate", &clean),
@@ -132,6 +139,8 @@ int cmd_map_create(struct cli_ctx *ctx, int argc, char **argv)
     params = json_pack("{s:s, s:s}", "source", a.pos[0], "target", a.pos[1]);
     if (name)
         json_object_set_new(params, "name", json_string(name));
+    if (incremental)
+        json_object_set_new(params, "incremental", json_true());
     if (grain) {
         uint64_t g;
         if (args_parse_size(grain, &g) < 0 || g == 0 || g > INT32_MAX) {

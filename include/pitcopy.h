@@ -295,6 +295,24 @@ void pc_map_state_get(struct pc_map *m, enum pc_map_state *state, bool *complete
 /* Wait until the mapping is in state; timeout_ms < 0 waits forever. -ETIMEDOUT. */
 int  pc_map_wait(struct pc_map *m, enum pc_map_state state, int timeout_ms);
 
+/*
+ * Change recording of incremental mappings (engine/changed.c), for front
+ * ends on a worker thread.  pc_volume_changed_maps names the incremental
+ * mappings v belongs to (as source or target): up to max into names,
+ * returning how many there are.  pc_volume_changed_extents describes
+ * [off, off+len) as runs of grains changed or not since mapping map's last
+ * start, at most max of them from off on; returns how many.  Where the
+ * recording cannot vouch for a grain (never started, an incomplete copy, a
+ * crash with durability none, no such mapping) it reads as changed.
+ */
+struct pc_extent {
+    uint64_t len;
+    bool     changed;
+};
+unsigned pc_volume_changed_maps(struct pc_volume *v, char (*names)[64], unsigned max);
+unsigned pc_volume_changed_extents(struct pc_volume *v, const char *map, uint64_t off,
+                                   uint64_t len, struct pc_extent *ext, unsigned max);
+
 const char *pc_map_state_name(enum pc_map_state s);
 /* Bytes per second for a copy/clean rate (SVC table); 0 for 0, UINT64_MAX for unlimited. */
 uint64_t pc_rate_bytes_per_sec(int rate);

@@ -84,6 +84,7 @@ struct meta {
     bool            strict;
     pthread_mutex_t lock;
     struct meta_sb  sb;            /* as last written */
+    struct meta_sb  sb_prev;       /* before the last meta_start (meta_start_abort) */
     uint32_t        version;       /* of the file: 1 until meta_recovered_commit upgrades it */
     uint64_t        next_seq;      /* the next journal block */
     uint64_t        npages;        /* per region */
@@ -810,6 +811,7 @@ int meta_start(struct pc_map *m, struct pc_error *err)
         md->sb = saved;
         md->sb.seq = seq;
     }
+    md->sb_prev = saved;
     pthread_mutex_unlock(&md->lock);
     if (!r) {
         char mark[PATH_MAX + 16];
@@ -820,6 +822,23 @@ int meta_start(struct pc_map *m, struct pc_error *err)
         pc_error_set(err, r, "mapping %s: cannot write its metadata (%s): %s; not started",
                      m->name, md->path, strerror(-r));
     return r;
+}
+
+void meta_start_abort(struct pc_map *m)
+{
+    struct meta *md = m->meta;
+    if (!md)
+        return;
+    pthread_mutex_lock(&md->lock);
+    /* The recording never moved (map.c did not switch): the disk says so
+     * again before anything is journalled for the old region under the new
+     * generation's number — which D6 would still count for it. */
+    md->sb.diff_cur = md->sb_prev.diff_cur;
+    md->sb.diff_gen[0] = md->sb_prev.diff_gen[0];
+    md->sb.diff_gen[1] = md->sb_prev.diff_gen[1];
+    md->sb.flags = (md->sb.flags & ~(META_F_DIFF_VALID | META_F_DIFF_BASE)) |
+                   (md->sb_prev.flags & (META_F_DIFF_VALID | META_F_DIFF_BASE));
+    pthread_mutex_unlock(&md->lock);
 }
 
 void meta_barrier(struct pc_map *m)

@@ -137,7 +137,7 @@ static const struct cli_cmd commands[] = {
       "  pitcopy volume delete db-copy --keep-file\n" },
     { "map", "create", cmd_map_create,
       "map create SOURCE TARGET [--name NAME] [--grain SIZE] [--copy-rate RATE] "
-      "[--clean-rate RATE] [--group G] [--autodelete]",
+      "[--clean-rate RATE] [--group G] [--autodelete] [--incremental]",
       "Create a mapping SOURCE -> TARGET (volumes of the same size).  It starts\n"
       "idle_or_copied; `pitcopy map start` makes the point-in-time copy.\n"
       "\n"
@@ -151,7 +151,10 @@ static const struct cli_cmd commands[] = {
       "  --group G         member of consistency group G (`pitcopy group create`):\n"
       "                    prepared, started and stopped with the group\n"
       "  --autodelete      delete the mapping once its background copy completes\n"
-      "                    (and no older mapping reads through its target)\n" STATE_HELP
+      "                    (and no older mapping reads through its target)\n"
+      "  --incremental     record the grains written on source or target since\n"
+      "                    each start; a start after a complete copy copies only\n"
+      "                    those (NBD meta context pitcopy:changed shows them)\n" STATE_HELP
       "\n"
       "Example:\n"
       "  pitcopy map create db db-copy --name nightly --copy-rate 80\n"

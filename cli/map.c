@@ -60,6 +60,11 @@ static void map_print(const json_t *m)
     out_kv("consistency group", "%s",
            json_is_string(json_object_get(m, "group")) ? out_str(m, "group") : "none");
     out_kv("autodelete", "%s", out_bool(m, "autodelete") ? "on" : "off");
+    out_kv("incremental", "%s", out_bool(m, "incremental") ? "yes" : "no");
+    if (json_is_integer(json_object_get(m, "grains_changed")))
+        out_kv("grains changed", "%lld since the last start", out_int(m, "grains_changed"));
+    else if (out_bool(m, "incremental"))
+        out_kv("grains changed", "unknown: the next start copies everything");
     if (json_is_string(json_object_get(m, "started_at")))
         out_kv("last start", "%s, writes held %.3f ms", out_str(m, "started_at"),
                (double)out_int(m, "start_hold_ns") / 1e6);
@@ -147,9 +152,10 @@ int cmd_map_stop(struct cli_ctx *ctx, int argc, char **argv)
 int cmd_map_create(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *name = NULL, *grain = NULL, *copy = NULL, *clean = NULL, *group = NULL;
-    bool autodelete = false;
+    bool autodelete = false, incremental = false;
     struct args_opt opts[] = {
         ARGS_OPT_VALUE("name", &name),
+        ARGS_OPT_FLAG("incremental", &incremental),
         ARGS_OPT_VALUE("grain", &grain),
         ARGS_OPT_VALUE("group", &group),
         ARGS_OPT_FLAG("autodelete", &autodelete),
@@ -169,6 +175,8 @@ int cmd_map_create(struct cli_ctx *ctx, int argc, char **argv)
         json_object_set_new(params, "group", json_string(group));
     if (autodelete)
         json_object_set_new(params, "autodelete", json_true());
+    if (incremental)
+        json_object_set_new(params, "incremental", json_true());
     if (grain) {
         uint64_t g;
         if (args_parse_size(grain, &g) < 0 || g == 0 || g > INT32_MAX) {

@@ -39,6 +39,12 @@
  *       could alter what a read returns sets a bit (I1) or replaces the
  *       chain before issuing its write, so a read that saw new data sees
  *       the change.
+ *   I6  Incremental: a write to a volume reaches the disk only once every
+ *       recording mapping's difference bits for its grains are set — and,
+ *       with durable metadata, durable (meta.c D6).  Only the first write to
+ *       a grain after a start pays: later ones find the bit set.  The hold
+ *       of a start drains such writes, so the start's swap of the
+ *       difference bitmap (map.c) never races a recording.
  *
  * Context
  *   Worker threads only.  Nothing here blocks or takes a lock other than a
@@ -82,6 +88,7 @@ struct seg {
 
 static void io_complete(struct pc_io *io);
 static void read_range(struct pc_io *io, uint64_t off, uint64_t end);
+static void dispatch_routed(struct pc_io *io);
 
 /* ------------------------------------------------------------------------
  * Free lists (worker-local: no locks; grow in batches). */
@@ -1049,6 +1056,78 @@ static int validate(const struct pc_io *io)
     return 0;
 }
 
+/* ------------------------------------------------------------------------
+ * Difference bits (I6). */
+
+static void diff_commit_done(struct meta_req *rq)
+{
+    struct gop *g = (struct gop *)((char *)rq - __builtin_offsetof(struct gop, mrq));
+    struct pc_io *io = g->parent;
+    int err = rq->err;
+    if (err)
+        pc_log("mapping %s: cannot record a change to %s durably: %s; the write fails",
+               rq->m->name, io->vol->name, strerror(-err));
+    gop_put(g->w, g);
+    io_put_pending(io, err);
+}
+
+/* Mark the request's grains in every recording mapping's difference bitmap;
+ * each durable mark counts as one pending part of the request. */
+static void diff_record(struct pc_io *io)
+{
+    struct io_state *st = ios(io);
+    const struct diffset *ds = atomic_load_explicit(&io->vol->diffs, memory_order_acquire);
+
+    for (unsigned i = 0; ds && i < ds->n; i++) {
+        struct pc_map *m = ds->maps[i];
+        if (!atomic_load_explicit(&m->diff_valid, memory_order_acquire))
+            continue;
+        unsigned cur = atomic_load_explicit(&m->dcur, memory_order_acquire);
+        struct bitmap *d = atomic_load_explicit(&m->diff[cur], memory_order_acquire);
+        uint64_t g0 = io->off >> m->grain_shift;
+        uint64_t g1 = (io->off + io->len - 1) >> m->grain_shift;
+        uint64_t first = bitmap_find_next_unset(d, g0);
+        if (first > g1)
+            continue;                       /* the fast path: already recorded */
+        if (!meta_strict(m)) {
+            int r = bitmap_set_range(d, first, g1 - first + 1);
+            if (r < 0 && !st->err)
+                st->err = r;
+            continue;
+        }
+        struct gop *g = gop_get(st->w);
+        if (PC_NEVER(!g)) {
+            if (!st->err)
+                st->err = -ENOMEM;
+            continue;
+        }
+        g->parent = io;
+        struct meta_req *rq = &g->mrq;
+        rq->m = m;
+        rq->data_fd = -1;
+        rq->diff = true;
+        rq->region = (uint8_t)cur;
+        rq->bits = d;
+        rq->g0 = first;
+        rq->count = g1 - first + 1;
+        rq->w = st->w;
+        rq->done = diff_commit_done;
+        st->pending++;
+        meta_commit_diff(rq);
+    }
+}
+
+static void dispatch(struct pc_io *io)
+{
+    struct io_state *st = ios(io);
+    if (st->err) {                  /* a change could not be recorded: refuse it */
+        io_complete(io);
+        return;
+    }
+    st->pending = 1;
+    dispatch_routed(io);
+}
+
 void pc_io_submit(struct pc_worker *w, struct pc_io *io)
 {
     struct io_state *st = ios(io);
@@ -1085,6 +1164,19 @@ void pc_io_submit(struct pc_worker *w, struct pc_io *io)
             return;
     }
 
+    if (io->op == PC_IO_WRITE && atomic_load_explicit(&v->diffs, memory_order_acquire)) {
+        st->next_step = dispatch;
+        diff_record(io);
+        io_put_pending(io, 0);      /* the dispatch guard: dispatch runs at zero */
+        return;
+    }
+    dispatch_routed(io);
+}
+
+/* Run a request whose difference bits (I6) are in place. */
+static void dispatch_routed(struct pc_io *io)
+{
+    struct pc_volume *v = io->vol;
     if (io->op == PC_IO_WRITE) {
         /* T's image is about to change: S gets what it needs of it first. */
         struct pc_map *r = atomic_load_explicit(&v->restore_from, memory_order_acquire);

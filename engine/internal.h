@@ -79,6 +79,12 @@ struct meta_req {
     void              (*done)(struct meta_req *rq);
     struct io_msg       msg;
     struct meta_req    *next, *next_in_map;
+    /* A difference-bit request (cow.c diff_record): grains [g0, g0+count)
+     * of region's bitmap bits, journalled as one extent; mask is unused. */
+    bool                diff;
+    uint8_t             region;
+    uint64_t            count;
+    struct bitmap      *bits;
 };
 
 
@@ -159,6 +165,14 @@ struct wr_count {
     _Atomic int64_t n;
 } __attribute__((aligned(64)));
 
+/* The incremental mappings a volume belongs to (as source or target), whose
+ * difference bitmaps its writes must mark.  Immutable like a chain:
+ * replaced under a write hold, freed after a grace period (map.c). */
+struct diffset {
+    unsigned        n;
+    struct pc_map  *maps[];
+};
+
 struct chain {
     unsigned        n;                  /* started mappings, oldest first */
     uint32_t        grain_shift;        /* every mapping of one source shares it */
@@ -183,6 +197,8 @@ struct pc_volume {
      * (copying) or unfinished (stopped: S offline). */
     struct pc_map *_Atomic restore_by;
     struct pc_map *_Atomic restore_from;
+    /* Incremental mappings recording its writes (NULL when none), read by workers. */
+    struct diffset *_Atomic diffs;
     unsigned            nmaps_as_source; /* mappings created on it, ctl_lock */
     unsigned            refs;           /* pc_volume_get holders, vol_lock */
 
@@ -220,6 +236,24 @@ struct pc_map {
     _Atomic unsigned    gen;            /* bumped by start/stop/rate changes: bgcopy restarts its walk */
     bool                incremental;
     struct bitmap      *bits;           /* split bitmap; replaced only at start */
+    /*
+     * Incremental: the difference bitmap (grains changed on source or
+     * target since the last start) is diff[dcur]; diff[!dcur] holds the
+     * previous one, whose complement the current start's split bitmap was
+     * built from (meta.c keeps both: "regions").  A start swaps dcur under
+     * its write hold.  Writers record only while diff_valid: the recording
+     * covers every change since the last start (false before the first
+     * start, after a stop left an incomplete copy, after a crash the
+     * metadata cannot vouch for).
+     */
+    struct bitmap *_Atomic diff[2];
+    _Atomic unsigned    dcur;
+    _Atomic bool        diff_valid;
+    bool                diff_base;      /* this start's split bits = ~diff[!dcur] ∪ copies */
+    bool                incr_start;     /* pc_map_start: this start is incremental */
+    uint64_t            diff_snap;      /* pc_map_start: count of diff[dcur] before the hold */
+    struct bitmap      *diff_fresh;     /* pc_map_start: the next recording bitmap */
+    struct bitmap      *diff_old;       /* pc_map_start: freed once nobody reads it */
     uint64_t            start_hold_ns, start_realtime_ns;
     uint64_t            start_seq;      /* order in the chain, persisted (meta.c) */
     struct bgcopy      *bg;             /* the worker-side driver (bgcopy.c) */
@@ -236,6 +270,15 @@ struct pc_map {
     _Atomic bool        restoring;      /* this mapping T -> S defines what S reads */
     struct chain       *solo;           /* an empty chain of S's grain size, for restore ops */
 };
+
+/* Under a start's write hold (writes to source and target drained): fix the
+ * split bits of an incremental start and swap in the next difference
+ * bitmap (map.c M5).  Group starts call it per mapping. */
+void map_diff_switch_locked(struct pc_map *m, struct bitmap *split);
+/* Before the hold: is this start incremental (m->incr_start), and its split
+ * bitmap in fresh; after it (or on failure): free what the switch left. */
+int  map_diff_prepare(struct pc_map *m, struct bitmap *fresh);
+void map_diff_release(struct pc_map *m);
 
 /* Drop every mapping at once, without cleaning (pc_engine_destroy). */
 void map_teardown_all(struct pc_engine *e);
@@ -415,6 +458,16 @@ int  chain_pred_index(const struct chain *c, int k);
 /* Any of maps[from..to) has g split. */
 bool chain_any_split(const struct chain *c, int from, int to, uint64_t g);
 
+/* Incremental: the difference bitmap writes to v must mark, for mapping m
+ * (NULL when m does not record now). */
+static inline struct bitmap *map_diff(const struct pc_map *m)
+{
+    if (!atomic_load_explicit(&m->diff_valid, memory_order_acquire))
+        return NULL;
+    return atomic_load_explicit(&m->diff[atomic_load_explicit(&m->dcur, memory_order_acquire)],
+                                memory_order_acquire);
+}
+
 /* Release a write hold and resubmit what it held. */
 void volume_hold_release(struct pc_volume *v);
 
@@ -431,6 +484,9 @@ uint64_t bgcopy_bytes(const struct pc_map *m);
 struct meta_recovered {
     enum pc_map_state state;
     bool     complete, in_chain, clean, restoring;
+    bool     diff_valid;            /* the change recording can be trusted */
+    bool     diff_base;             /* split bits came from the other region (meta.h) */
+    unsigned diff_cur;              /* the recording region */
     uint64_t gen, start_seq, start_realtime_ns, start_hold_ns;
     int      copy_rate, clean_rate;
     uint64_t replayed;              /* journal blocks replayed */
@@ -443,9 +499,18 @@ int  meta_recover(struct pc_map *m, const char *path, bool strict, struct meta_r
 int  meta_recovered_commit(struct pc_map *m);
 void meta_close(struct pc_map *m, bool clean);
 int  meta_write_state(struct pc_map *m);
+/* Wait for a checkpoint that may still read a difference bitmap m no longer
+ * uses (map.c frees it after this). */
+void meta_barrier(struct pc_map *m);
 int  meta_start(struct pc_map *m, struct pc_error *err);
+/* A start whose meta_start succeeded did not happen after all: the
+ * difference regions go back to what they were (the caller then writes
+ * the state with meta_write_state). */
+void meta_start_abort(struct pc_map *m);
 bool meta_strict(const struct pc_map *m);
 void meta_commit(struct meta_req *rq);           /* worker thread */
+/* Make difference bits durable (rq->diff set): journal, sync, set in rq->bits. */
+void meta_commit_diff(struct meta_req *rq);
 /* Make m's failure durable (superblock says suspended, or the file is moved
  * aside if it cannot be written), then run rq->done on rq->w. */
 void meta_fail(struct meta_req *rq);

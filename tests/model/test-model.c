@@ -305,6 +305,9 @@ static void do_control(struct model *md, uint64_t *rs)
             .name = name, .source = sv->v, .target = tv->v, .grain_size = md->grain[s],
             .copy_rate = pick_rate(rs), .clean_rate = PC_RATE_UNLIMITED,
             .meta_path = md->durable ? meta : NULL,
+            /* Half are incremental: a restart after a complete copy then
+             * copies only the changed grains, and the check stays exact. */
+            .incremental = tu_rand_below(rs, 2) == 1,
         };
         r = pc_map_create(md->e, &o, &md->map[s][t].m, &err);
         if (r)

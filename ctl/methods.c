@@ -116,6 +116,8 @@ static json_t *map_json(struct pc_map *m)
                             : i.durability == PC_DURABILITY_NONE ? "none" : "strict"));
     json_object_set_new(j, "invalid", i.invalid[0] ? json_string(i.invalid) : json_null());
     json_object_set_new(j, "group", i.group[0] ? json_string(i.group) : json_null());
+    json_object_set_new(j, "restoring", json_boolean(i.restoring));
+    json_object_set_new(j, "partner", i.partner[0] ? json_string(i.partner) : json_null());
     return j;
 }
 
@@ -446,7 +448,10 @@ static int map_transition(struct ctl_call *c, enum map_op op)
         return r;
     switch (op) {
     case OP_PREPARE: r = pc_map_prepare(cm->m, &c->err); break;
-    case OP_START:   r = pc_map_start(cm->m, &c->err); break;
+    case OP_START:
+        r = pbool(c, "restore") ? pc_map_start_restore(cm->m, &c->err)
+                                : pc_map_start(cm->m, &c->err);
+        break;
     case OP_STOP:
         r = pbool(c, "split") ? pc_map_stop_split(cm->m, &c->err) : pc_map_stop(cm->m, &c->err);
         break;
@@ -837,7 +842,7 @@ static const struct ctl_method methods[] = {
     { "map.list",      m_map_list,      false, { { 0 } } },
     { "map.show",      m_map_show,      false, { NAME("name") } },
     { "map.prepare",   m_map_prepare,   true,  { NAME("name") } },
-    { "map.start",     m_map_start,     true,  { NAME("name") } },
+    { "map.start",     m_map_start,     true,  { NAME("name"), OPT("restore", CTL_P_BOOL) } },
     { "map.stop",      m_map_stop,      true,  { NAME("name"), OPT("split", CTL_P_BOOL) } },
     { "map.delete",    m_map_delete,    true,  { NAME("name"), OPT("force", CTL_P_BOOL) } },
     { "map.set",       m_map_set,       true,

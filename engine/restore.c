@@ -219,6 +219,18 @@ int map_start_restore_locked(struct pc_map *m, struct pc_error *err)
                      t->name, strerror(-r));
         return r;
     }
+    /* S's contents change wholesale at the restore, and no host write
+     * records it: incremental mappings of S copy everything on their next
+     * start (durably so before the restore can take effect). */
+    for (struct pc_map *x = e->maps; x; x = x->next) {
+        if (x == m || !x->incremental || (x->src != s && x->tgt != s) ||
+            !atomic_load(&x->diff_valid))
+            continue;
+        atomic_store(&x->diff_valid, false);
+        meta_write_state(x);
+        pc_log("mapping %s: its change recording no longer covers %s (being restored); its "
+               "next start copies everything", x->name, s->name);
+    }
     struct bitmap *fresh = bitmap_create(m->grains, &r);
     if (!m->solo)
         m->solo = calloc(1, sizeof *m->solo);

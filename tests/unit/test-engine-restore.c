@@ -189,6 +189,37 @@ static void test_restore_rules(void **state)
     assert_int_equal(pc_map_delete(p, true, &err), 0);
 }
 
+/* A restore changes S without host writes: an incremental mapping of S must
+ * copy everything on its next start (the model test found this). */
+static void test_restore_then_incremental_restart(void **state)
+{
+    struct tu_eng *f = tu_eng_get(state);
+    struct tu_vol *s = tu_vol_new(f, "s", SIZE), *t = tu_vol_new(f, "t", SIZE);
+    struct tu_vol *x = tu_vol_new(f, "x", SIZE);
+    struct pc_error err = { 0 };
+
+    tu_write(f, s, 0, SIZE);
+    struct pc_map *p = tu_map(f, "p", s, t, G, 0, 0);
+    tu_start(p, s, t);
+    tu_write(f, s, 0, SIZE);                  /* S and T now differ everywhere */
+    struct pc_map_opts o = { .name = "mx", .source = s->v, .target = x->v, .grain_size = G,
+                             .copy_rate = PC_RATE_UNLIMITED, .clean_rate = 0,
+                             .incremental = true };
+    struct pc_map *mx = NULL;
+    assert_int_equal(pc_map_create(f->e, &o, &mx, &err), 0);
+    tu_start(mx, s, x);
+    tu_wait(mx, PC_MAP_IDLE_OR_COPIED);
+
+    struct pc_map *r = tu_map(f, "r", t, s, G, PC_RATE_UNLIMITED, 0);
+    restore(r, s, t);
+    tu_wait(r, PC_MAP_IDLE_OR_COPIED);
+    tu_write(f, s, G, 4096);                  /* one host change after the restore */
+    tu_start(mx, s, x);                       /* must copy all of S, not one grain */
+    tu_wait(mx, PC_MAP_IDLE_OR_COPIED);
+    tu_check_all(f, x);
+    tu_check_all(f, s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -196,6 +227,7 @@ int main(void)
         TU_BOTH(test_restore_keeps_other_targets),
         TU_BOTH(test_restore_from_full_copy),
         TU_BOTH(test_restore_rules),
+        TU_BOTH(test_restore_then_incremental_restart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -72,7 +72,7 @@ svcemu_start()
     echo $! >"$dir/pitcopy.pid"
     _svcemu_wait "$(cat "$dir/pitcopy.pid")" "pitcopy serve" \
         "$pitcopy" --state-dir "$dir/state" status || return 1
-    "$_svcemu_python" "$_svcemu_src/svcemu.py" init --emu-dir "$dir/emu" --pitcopy "$pitcopy" \
+    "$_svcemu_python" -B "$_svcemu_src/svcemu.py" init --emu-dir "$dir/emu" --pitcopy "$pitcopy" \
         --state-dir "$dir/state" --user superuser --password "svcemu-$RANDOM$RANDOM" || return 1
     "$_svcemu_python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["users"]["superuser"])' \
         "$dir/emu/config.json" >"$dir/password" && chmod 600 "$dir/password" || return 1
@@ -102,7 +102,7 @@ X11Forwarding no
 PrintMotd no
 MaxStartups 50:30:100
 LogLevel ERROR
-ForceCommand $_svcemu_python $_svcemu_src/svcemu.py ssh --emu-dir $dir/emu
+ForceCommand $_svcemu_python -B $_svcemu_src/svcemu.py ssh --emu-dir $dir/emu
 CONF
     # As root sshd separates privileges into /run/sshd, which must exist.
     [ "$(id -u)" != 0 ] || mkdir -p /run/sshd
@@ -119,7 +119,7 @@ CONF
         -CAcreateserial -days 2 -out "$dir/tls/server.pem" \
         -extfile <(printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n') \
         2>/dev/null || { _svcemu_err "openssl could not make the test certificates"; return 1; }
-    "$_svcemu_python" "$_svcemu_src/svcemu.py" rest --emu-dir "$dir/emu" --port "$rest_port" \
+    "$_svcemu_python" -B "$_svcemu_src/svcemu.py" rest --emu-dir "$dir/emu" --port "$rest_port" \
         --port-file "$dir/rest.port" --cert "$dir/tls/server.pem" --key "$dir/tls/server.key" \
         >"$dir/rest.log" 2>&1 &
     echo $! >"$dir/rest.pid"

@@ -56,10 +56,10 @@ def cli_text(result, delim=None, nohdr=False):
     if isinstance(result, Detail):
         sep = delim if delim is not None else " "
         return "".join(f"{k}{sep}{v}\n" for k, v in result.items)
+    if not result.rows:
+        return ""                                # no header over no rows
     lines = [] if nohdr else [result.columns]
     lines += [[r[c] for c in result.columns] for r in result.rows]
-    if not lines:
-        return ""
     if delim is not None:
         return "".join(delim.join(l) + "\n" for l in lines)
     widths = [max(len(l[i]) for l in lines) for i in range(len(result.columns))]

@@ -83,6 +83,9 @@ svcemu_start()
     echo "restrict $(cat "$dir/ssh/id_ed25519.pub")" >"$dir/ssh/authorized_keys"
     ssh_port=$(_svcemu_free_port)
     echo "[127.0.0.1]:$ssh_port $(cut -d' ' -f1,2 "$dir/ssh/host_key.pub")" >"$dir/ssh/known_hosts"
+    # sshd runs the forced command through the user's shell; Debian's bash
+    # then reads ~/.bashrc (slow on a developer's machine) unless it thinks
+    # it is nested: SHLVL=1 says so.
     cat >"$dir/ssh/sshd_config" <<CONF
 Port $ssh_port
 ListenAddress 127.0.0.1
@@ -102,6 +105,7 @@ X11Forwarding no
 PrintMotd no
 MaxStartups 50:30:100
 LogLevel ERROR
+SetEnv SHLVL=1
 ForceCommand $_svcemu_python -B $_svcemu_src/svcemu.py ssh --emu-dir $dir/emu
 CONF
     # As root sshd separates privileges into /run/sshd, which must exist.

@@ -19,7 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from svcemu import pitcopy, rest, sshcmd, store   # noqa: E402
+from svcemu import rest, sshcmd, store   # noqa: E402
 
 
 def init(a):
@@ -30,7 +30,6 @@ def init(a):
         pools.append({"id": str(i), "name": name, "capacity": int(size or 2**40)})
     cfg = {
         "pitcopy": os.path.abspath(a.pitcopy), "state_dir": os.path.abspath(a.state_dir),
-        "pitcopy_groups": pitcopy.probe_groups(a.pitcopy, a.state_dir),
         "users": {a.user: a.password}, "token_ttl": a.token_ttl, "pools": pools,
         "cluster": {"id": "0000020321A0C8F6", "name": a.cluster_name,
                     "code_level": "8.4.0.0 (build 152.16.2009091545000)",

@@ -16,13 +16,17 @@ Role
       copying --stop--> stopping --cleaned--> stopped (idle_or_copied if progress was 100)
       copying --background copy done--> idle_or_copied (deleted if autodelete)
       start -prep from idle_or_copied/stopped = prestart + start
+      restore (the target is the source of an active map): only with -restore;
+        pitcopy starts a restore without a prepare, so a `prestartfcmap
+        -restore` is recorded here and shows as prepared until the start
       start on copying: CMMVC5907E; stop on stopped: CMMVC5912E; stop on idle_or_copied: no-op
       rmfcmap: idle_or_copied, or stopped with -force; otherwise err
       maps in a consistency group move only with the *fcconsistgrp commands
 
 Invariants
   A1  Every fcmap record has a pitcopy mapping named rec["pc"]; sync()
-      drops records whose mapping is gone (autodeleted, deleted by hand).
+      drops records whose mapping is gone (pitcopy's autodelete, or deleted
+      by hand).  Every group record has a pitcopy group named rec["pc"].
   A2  A vdisk is the target of at most one fcmap (the array's rule; pitcopy
       enforces it too).
   A3  Group ids start at 1: group_id 0 means "stand-alone" (chfcmap -consistgrp 0).
@@ -102,7 +106,7 @@ class Array:
             raise SvcError(code, detail=str(e)) from None
 
     def sync(self):
-        """Read every mapping's state from pitcopy; apply autodelete (A1)."""
+        """Read every mapping's state from pitcopy (A1)."""
         if not self.st["fcmaps"]:
             self.pcmaps = {}
             return
@@ -111,10 +115,6 @@ class Array:
             pm = self.pcmaps.get(m["pc"])
             if pm is None:
                 self.log(f"fcmap {m['name']}: pitcopy mapping {m['pc']} is gone; dropping it")
-                self.forget_fcmap(mid)
-            elif (m["autodelete"] and m["start_time"] and pm["state"] == "idle_or_copied"
-                  and pm["progress"] == 100):
-                self.call(self.pc.map_delete, m["pc"])
                 self.forget_fcmap(mid)
 
     def forget_fcmap(self, mid):
@@ -147,7 +147,10 @@ class Array:
         return str(i)
 
     def status(self, m):
-        return self.pcmaps[m["pc"]]["state"]
+        s = self.pcmaps[m["pc"]]["state"]
+        if m.get("restore_prepared") and s in ("idle_or_copied", "stopped"):
+            return "prepared"
+        return s
 
     def members(self, gid):
         return sorted((k for k, m in self.st["fcmaps"].items() if m["group"] == gid), key=int)
@@ -283,7 +286,7 @@ class Array:
         pm = self.pcmaps[m["pc"]]
         vd, g = self.st["vdisks"], self.st["groups"].get(m["group"])
         partner = next((k for k, o in self.st["fcmaps"].items()
-                        if o["source"] == m["target"] and o["target"] == m["source"]), "")
+                        if o["pc"] == pm.get("partner")), "")
         cleaning = pm["state"] == "stopping" and pm.get("grains_to_clean")
         copying = pm["state"] == "copying"
         return {
@@ -291,20 +294,20 @@ class Array:
             "source_vdisk_id": m["source"], "source_vdisk_name": vd[m["source"]]["name"],
             "target_vdisk_id": m["target"], "target_vdisk_name": vd[m["target"]]["name"],
             "group_id": m["group"], "group_name": g["name"] if g else "",
-            "status": pm["state"], "progress": pm["progress"], "copy_rate": m["copyrate"],
+            "status": self.status(m), "progress": pm["progress"], "copy_rate": m["copyrate"],
             "clean_progress": 0 if cleaning else 100,
             "incremental": "on" if m["incremental"] else "off",
             "partner_FC_id": partner,
             "partner_FC_name": self.st["fcmaps"][partner]["name"] if partner else "",
-            "restoring": "yes" if m["restoring"] and copying else "no",
+            "restoring": "yes" if pm.get("restoring") and copying else "no",
             "start_time": m["start_time"], "rc_controlled": "no",
             "dependent_mappings": len(self.dependents(mid)),
-            "autodelete": "on" if m["autodelete"] else "off", "clean_rate": m["cleanrate"],
+            "autodelete": "on" if pm.get("autodelete") else "off", "clean_rate": m["cleanrate"],
             # % of grains that differ: approximated from the copy progress.
             "difference": 100 - pm["progress"] if m["start_time"] else 100,
             "grain_size": m["grainsize"], "IO_group_id": "0", "IO_group_name": "io_grp0",
             "keep_target": "yes" if m["keeptarget"] else "no", "type": "generic",
-            "restore_progress": pm["progress"] if m["restoring"] else 0,
+            "restore_progress": pm["progress"] if pm.get("restoring") else 0,
             "fc_controlled": "no", "owner_id": "", "owner_name": "",
         }
 
@@ -380,12 +383,12 @@ class Array:
             raise SvcError("CMMVC5767E")
         g = self.st["groups"].get(gid)
         self.call(self.pc.map_create, src["pc"], tgt["pc"], name, grain + "K", copyrate,
-                  cleanrate, group=g["pc"] if g else None, code="CMMVC5767E")
+                  cleanrate, group=g["pc"] if g else None, autodelete=bool(f.get("autodelete")),
+                  incremental=bool(f.get("incremental")), code="CMMVC5767E")
         fm[mid] = {"name": name, "pc": name, "source": sid, "target": tid, "group": gid,
                    "copyrate": copyrate, "cleanrate": cleanrate,
-                   "autodelete": bool(f.get("autodelete")), "incremental": bool(f.get("incremental")),
-                   "grainsize": grain, "keeptarget": bool(f.get("keeptarget")),
-                   "start_time": "", "restoring": False}
+                   "incremental": bool(f.get("incremental")), "grainsize": grain,
+                   "keeptarget": bool(f.get("keeptarget")), "start_time": ""}
         return Created("FlashCopy Mapping", mid)
 
     def cmd_chfcmap(self, req):
@@ -416,16 +419,16 @@ class Array:
             m["copyrate"] = m["copyrate"] if copyrate is None else copyrate
             m["cleanrate"] = m["cleanrate"] if cleanrate is None else cleanrate
         if gid is not None and gid != m["group"]:
-            if self.pc.groups:
-                g = self.st["groups"].get(gid)
-                self.call(self.pc.map_set_group, m["pc"], g["pc"] if g else "")
+            g = self.st["groups"].get(gid)
+            self.call(self.pc.map_set_group, m["pc"], g["pc"] if g else "")
             old, m["group"] = m["group"], gid
             og = self.st["groups"].get(old)
             if og and og["autodelete"] and not self.members(old):
                 self.delete_group(old)
         if "autodelete" in f:
-            m["autodelete"] = f["autodelete"] == "on"
-            self.sync()                          # on a copied map: deleted at once
+            # pitcopy deletes a copied mapping at once, as the array does.
+            self.call(self.pc.map_set, m["pc"], autodelete=f["autodelete"] == "on")
+            self.sync()
 
     def cmd_rmfcmap(self, req):
         mid, m = self.find("fcmaps", req.obj, "CMMVC5753E")
@@ -444,23 +447,28 @@ class Array:
             raise SvcError("CMMVC5903E", detail="mapping is in a consistency group")
         return mid, m
 
-    def prepare(self, mids):
-        for mid in mids:
-            m = self.st["fcmaps"][mid]
-            self.call(self.pc.map_prepare, m["pc"])
+    def is_restore(self, m, flags):
+        """A map whose target is the source of an active map needs -restore
+        (reference §2.7; the code of the refusal is UNVERIFIED).  Without
+        such a map -restore is ignored."""
+        busy = any(o["source"] == m["target"] and self.status(o) in ("copying", "suspended",
+                                                                      "stopping")
+                   for o in self.st["fcmaps"].values())
+        if busy and not flags.get("restore"):
+            raise SvcError("CMMVC5903E", detail="the target is the source of an active mapping")
+        return busy
 
-    def mark_started(self, mids, restore):
-        t = now_svc()
-        for mid in mids:
-            m = self.st["fcmaps"][mid]
-            m["start_time"], m["restoring"] = t, bool(restore)
-        return t
+    def prepare(self, mid, m, flags):
+        if self.is_restore(m, flags):
+            m["restore_prepared"] = True         # pitcopy prepares at the start
+        else:
+            self.call(self.pc.map_prepare, m["pc"])
 
     def cmd_prestartfcmap(self, req):
         mid, m = self.standalone(req)
         if self.status(m) not in ("idle_or_copied", "stopped"):
             raise SvcError("CMMVC5903E")
-        self.prepare([mid])
+        self.prepare(mid, m, req.flags)
 
     def cmd_startfcmap(self, req):
         mid, m = self.standalone(req)
@@ -468,13 +476,15 @@ class Array:
         if s == "copying":
             raise SvcError("CMMVC5907E")
         if s in ("idle_or_copied", "stopped") and req.flags.get("prep"):
-            self.prepare([mid])
+            self.prepare(mid, m, req.flags)
         elif s != "prepared":
             raise SvcError("CMMVC5903E", detail=f"mapping is {s}")
-        self.call(self.pc.map_start, m["pc"], restore=req.flags.get("restore", False))
-        self.mark_started([mid], req.flags.get("restore"))
+        restore = self.is_restore(m, req.flags)
+        self.call(self.pc.map_start, m["pc"], restore=restore)
+        m.pop("restore_prepared", None)
+        m["start_time"] = now_svc()
 
-    def stop(self, mids, status, flags):
+    def stop(self, mids, status, flags, group=None):
         if status == "idle_or_copied" or status == "empty":
             return                               # no effect since SVC 4.2.0
         if status == "stopped":
@@ -483,6 +493,10 @@ class Array:
                                       for k in mids):
             raise SvcError("CMMVC5903E", detail="-split needs progress 100")
         for mid in mids:
+            self.st["fcmaps"][mid].pop("restore_prepared", None)
+        if group:
+            self.call(self.pc.group_stop, group, split=flags.get("split", False))
+        for mid in mids if not group else []:
             m = self.st["fcmaps"][mid]
             if self.pcmaps[m["pc"]]["state"] in ("prepared", "copying", "suspended"):
                 self.call(self.pc.map_stop, m["pc"], split=flags.get("split", False))
@@ -526,10 +540,8 @@ class Array:
         gid = self.new_id("groups", first=1)     # A3
         name = req.flags.get("name", f"fccstgrp{gid}")
         self.check_name("groups", name)
-        pc_name = ""
-        if self.pc.groups:
-            pc_name = f"svc-fccstgrp-{gid}-{name}"
-            self.call(self.pc.group_create, pc_name, code="CMMVC6035E")
+        pc_name = f"svcgrp{gid}"                 # SVC names may be renamed; this stays
+        self.call(self.pc.group_create, pc_name, code="CMMVC6035E")
         self.st["groups"][gid] = {"name": name, "pc": pc_name, "start_time": "",
                                   "autodelete": bool(req.flags.get("autodelete"))}
         return Created("FlashCopy Consistency Group", gid)
@@ -550,8 +562,7 @@ class Array:
         g = self.st["groups"].pop(gid)
         for k in self.members(gid):
             self.st["fcmaps"][k]["group"] = ""
-        if g["pc"]:
-            self.call(self.pc.group_delete, g["pc"], force=True)
+        self.call(self.pc.group_delete, g["pc"], force=True)   # members left stand-alone
 
     def cmd_rmfcconsistgrp(self, req):
         gid, _ = self.find("groups", req.obj, "CMMVC5753E")
@@ -567,10 +578,7 @@ class Array:
         self.group_prepare(gid, g)
 
     def group_prepare(self, gid, g):
-        if g["pc"]:
-            self.call(self.pc.group_prepare, g["pc"])
-        else:
-            self.prepare(self.members(gid))
+        self.call(self.pc.group_prepare, g["pc"])
 
     def cmd_startfcconsistgrp(self, req):
         gid, g = self.find("groups", req.obj, "CMMVC5753E")
@@ -581,22 +589,11 @@ class Array:
             self.group_prepare(gid, g)
         elif s != "prepared":
             raise SvcError("CMMVC5903E", detail=f"group is {s}")
-        mids = self.members(gid)
-        if g["pc"]:
-            self.call(self.pc.group_start, g["pc"])
-        else:
-            # Without pitcopy groups: one point in time per mapping.
-            for mid in mids:
-                self.call(self.pc.map_start, self.st["fcmaps"][mid]["pc"])
-        g["start_time"] = self.mark_started(mids, req.flags.get("restore"))
+        self.call(self.pc.group_start, g["pc"])          # one point in time for all
+        g["start_time"] = now_svc()
+        for mid in self.members(gid):
+            self.st["fcmaps"][mid]["start_time"] = g["start_time"]
 
     def cmd_stopfcconsistgrp(self, req):
         gid, g = self.find("groups", req.obj, "CMMVC5753E")
-        s = self.group_status(gid)
-        if g["pc"] and s not in ("idle_or_copied", "empty", "stopped"):
-            self.call(self.pc.group_stop, g["pc"], split=req.flags.get("split", False))
-            if req.flags.get("force"):
-                for mid in self.members(gid):
-                    self.wait_not(self.st["fcmaps"][mid]["pc"], "stopping")
-            return
-        self.stop(self.members(gid), s, req.flags)
+        self.stop(self.members(gid), self.group_status(gid), req.flags, g["pc"])

@@ -3,10 +3,9 @@
 
 Role
   Runs the pitcopy CLI against the configured state dir and returns its
-  JSON; a refusal raises PitcopyError with pitcopy's message.  Consistency
-  groups go to pitcopy groups when this pitcopy has them (`pitcopy group`,
-  probed once by `svcemu init`); without them a group is driven map by map,
-  which is one point in time per mapping, not one for the whole group.
+  JSON; a refusal raises PitcopyError with pitcopy's message.  An FC
+  consistency group is a pitcopy group (one point in time for all its
+  members); autodelete, incremental, restore and split are pitcopy's own.
 
 Context
   Called only with the store lock held (store.S2), so calls never race
@@ -25,8 +24,8 @@ class PitcopyError(Exception):
 
 
 class Pitcopy:
-    def __init__(self, binary, state_dir, groups=False):
-        self.binary, self.state_dir, self.groups = binary, state_dir, groups
+    def __init__(self, binary, state_dir):
+        self.binary, self.state_dir = binary, state_dir
 
     def run(self, *args):
         argv = [self.binary, "--state-dir", self.state_dir, *args, "--json"]
@@ -52,11 +51,16 @@ class Pitcopy:
         return {v["name"]: v for v in self.run("volume", "list")["volumes"]}
 
     # mappings
-    def map_create(self, source, target, name, grain, copy_rate, clean_rate, group=None):
+    def map_create(self, source, target, name, grain, copy_rate, clean_rate, group=None,
+                   autodelete=False, incremental=False):
         args = ["map", "create", source, target, "--name", name, "--grain", grain,
                 "--copy-rate", str(copy_rate), "--clean-rate", str(clean_rate)]
-        if group and self.groups:
+        if group:
             args += ["--group", group]
+        if autodelete:
+            args.append("--autodelete")
+        if incremental:
+            args.append("--incremental")
         return self.run(*args)
 
     def maps(self):
@@ -66,16 +70,18 @@ class Pitcopy:
         return self.run("map", "prepare", name)
 
     def map_start(self, name, restore=False):
-        return self.run("map", "start", name, *(["--restore"] if restore and self.groups else []))
+        return self.run("map", "start", name, *(["--restore"] if restore else []))
 
     def map_stop(self, name, split=False):
-        return self.run("map", "stop", name, *(["--split"] if split and self.groups else []))
+        return self.run("map", "stop", name, *(["--split"] if split else []))
 
     def map_delete(self, name, force=False):
         return self.run("map", "delete", name, *(["--force"] if force else []))
 
-    def map_set(self, name, copy_rate=None, clean_rate=None):
+    def map_set(self, name, copy_rate=None, clean_rate=None, autodelete=None):
         args = ["map", "set", name]
+        if autodelete is not None:
+            args += ["--autodelete", "on" if autodelete else "off"]
         if copy_rate is not None:
             args += ["--copy-rate", str(copy_rate)]
         if clean_rate is not None:
@@ -83,9 +89,9 @@ class Pitcopy:
         return self.run(*args)
 
     def map_set_group(self, name, group):
-        return self.run("map", "set", name, "--group", group or "")
+        return self.run("map", "set", name, *(["--group", group] if group else ["--no-group"]))
 
-    # groups (only when self.groups)
+    # groups
     def group_create(self, name):
         return self.run("group", "create", name)
 
@@ -101,9 +107,3 @@ class Pitcopy:
     def group_stop(self, name, split=False):
         return self.run("group", "stop", name, *(["--split"] if split else []))
 
-
-def probe_groups(binary, state_dir):
-    """True when this pitcopy has consistency groups (`pitcopy group list`)."""
-    p = subprocess.run([binary, "--state-dir", state_dir, "group", "list", "--json"],
-                       capture_output=True, text=True)
-    return p.returncode == 0

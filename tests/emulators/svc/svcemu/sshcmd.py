@@ -35,7 +35,7 @@ def make_log(emu_dir, origin):
 
 def run_request(emu_dir, cfg, req, log):
     """Run one parsed request under the lock; returns the views result."""
-    pc = Pitcopy(cfg["pitcopy"], cfg["state_dir"], cfg.get("pitcopy_groups", False))
+    pc = Pitcopy(cfg["pitcopy"], cfg["state_dir"])
     with store.locked(emu_dir) as state:
         return Array(cfg, state, pc, log).run(req)
 

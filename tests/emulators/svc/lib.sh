@@ -2,8 +2,9 @@
 # tests/emulators/svc/lib.sh — what the svc emulator tests share (sourced).
 #
 #   requires CMD...          exit 77 (skip) unless CMD runs
-#   start_emulator           svcemu_start in a private $tmp (stopped and
-#                            removed at exit); SVCEMU_* exported
+#   start_emulator [PORT]    svcemu_start in a private $tmp (stopped and
+#                            removed at exit), REST on PORT (default: a free
+#                            one); SVCEMU_* exported
 #   svc 'LINE'               LINE over ssh, as a driver sends it (one
 #                            multiplexed connection per test)
 #   expect_svc RC 'LINE'     the same; fail unless it exits RC; $out, $err
@@ -59,7 +60,7 @@ start_emulator()
     requires openssl version
     requires curl --version
     requires jq --version
-    svcemu_start "$tmp/emu" || fail "the emulator did not start"
+    svcemu_start "$tmp/emu" "${1:-0}" || fail "the emulator did not start"
 }
 
 # One ssh connection carries every command of a test (a new session, so a
@@ -126,9 +127,13 @@ check_body()
     echo "$body" | jq -e "$1" >/dev/null || { echo "$body"; fail "JSON check failed: $1"; }
 }
 
+# The NBD URI of a vdisk (by its SVC name: renamed vdisks keep their pitcopy name).
 nbd_uri()
 {
-    echo "nbd+unix:///$1?socket=$SVCEMU_NBD_SOCK"
+    local pc
+    pc=$(jq -r --arg n "$1" '[.vdisks[] | select(.name == $n) | .pc][0] // $n' \
+        "$SVCEMU_DIR/emu/state.json" 2>/dev/null) || pc=$1
+    echo "nbd+unix:///$pc?socket=$SVCEMU_NBD_SOCK"
 }
 
 write_pattern()

@@ -5,6 +5,10 @@
 #   svcemu_start DIR [REST_PORT]   start it in DIR (created; REST_PORT 0 or
 #                                  absent = a free port) and export SVCEMU_*
 #   svcemu_stop DIR                stop everything svcemu_start started there
+#   svcemu_fault ARGS...           arm a fault in the running emulator:
+#       --command CMD (--error CMMVCnnnnE | --drop) [--before] [--times N]
+#       the next N CMD fail with that error, or lose their connection after
+#       taking effect (--before: instead of taking effect)
 #
 # What runs, all on 127.0.0.1 and under DIR:
 #   pitcopy serve   --state-dir DIR/state: the volumes and mappings
@@ -145,6 +149,11 @@ export PITCOPY_STATE_DIR='$dir/state'
 export SVCEMU_NBD_SOCK='$dir/state/nbd.sock'
 ENV
     . "$dir/env"
+}
+
+svcemu_fault()
+{
+    /usr/bin/env python3 -B "$_svcemu_src/svcemu.py" fault --emu-dir "$SVCEMU_DIR/emu" "$@"
 }
 
 svcemu_stop()

@@ -8,6 +8,9 @@
   svcemu.py ssh --emu-dir D [COMMAND...]
       the CLI: sshd's forced command (reads SSH_ORIGINAL_COMMAND), or a
       command given as arguments
+  svcemu.py fault --emu-dir D --command CMD (--error CMMVCnnnnE | --drop) [--before] [--times N]
+      the next N CMD commands fail with that error, or lose their connection
+      (after taking effect; with --before, instead)
   svcemu.py rest --emu-dir D --cert C --key K [--bind ADDR] [--port N] [--port-file F]
       the REST API on HTTPS (port 0: any free one, written to --port-file)
 
@@ -19,7 +22,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from svcemu import rest, sshcmd, store   # noqa: E402
+from svcemu import faults, rest, sshcmd, store   # noqa: E402
 
 
 def init(a):
@@ -54,6 +57,14 @@ def main():
     s = sub.add_parser("ssh")
     s.add_argument("--emu-dir", required=True)
     s.add_argument("command", nargs=argparse.REMAINDER)
+    f = sub.add_parser("fault")
+    f.add_argument("--emu-dir", required=True)
+    f.add_argument("--command", required=True)
+    how = f.add_mutually_exclusive_group(required=True)
+    how.add_argument("--error")
+    how.add_argument("--drop", action="store_true")
+    f.add_argument("--before", action="store_true")
+    f.add_argument("--times", type=int, default=1)
     r = sub.add_parser("rest")
     r.add_argument("--emu-dir", required=True)
     r.add_argument("--bind", default="127.0.0.1")
@@ -64,6 +75,10 @@ def main():
     a = p.parse_args()
     if a.what == "init":
         return init(a)
+    if a.what == "fault":
+        with store.locked(a.emu_dir) as state:
+            faults.arm(state, a.command, a.error, a.drop, a.before, a.times)
+        return 0
     if a.what == "ssh":
         return sshcmd.main(a.emu_dir, a.command)
     rest.serve(a.emu_dir, a.bind, a.port, a.cert, a.key, a.port_file)

@@ -17,4 +17,5 @@ Modules (one concern each)
   views     concise/detailed views → CLI text (-delim, -nohdr) or JSON
   sshcmd    the forced command of sshd (SSH_ORIGINAL_COMMAND)
   rest      the HTTPS REST server (token auth, POST per command)
+  faults    errors and cut connections a test arms
 """

@@ -33,7 +33,7 @@ import sys
 import time
 import urllib.parse
 
-from . import store
+from . import faults, store
 from .cmdline import parse_rest
 from .errors import SvcError
 from .sshcmd import make_log, run_request
@@ -92,6 +92,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             req = parse_rest(segments, body)
             result = run_request(emu, cfg, req, self.server.log)
+        except faults.Drop:
+            self.server.log(f"{'/'.join(segments)} → connection cut (injected fault)")
+            self.close_connection = True
+            return
         except SvcError as e:
             if e.code == "CMMVC7205E":
                 return self.text(404, f"Command not found: {segments[0] if segments else ''}")

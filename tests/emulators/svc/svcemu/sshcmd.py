@@ -13,10 +13,11 @@ Context
   One process per ssh exec; concurrent sessions serialize on the store lock.
 """
 import os
+import signal
 import sys
 import time
 
-from . import store
+from . import faults, store
 from .array import Array
 from .cmdline import parse_words, split_commands
 from .errors import SvcError
@@ -37,7 +38,11 @@ def run_request(emu_dir, cfg, req, log):
     """Run one parsed request under the lock; returns the views result."""
     pc = Pitcopy(cfg["pitcopy"], cfg["state_dir"])
     with store.locked(emu_dir) as state:
-        return Array(cfg, state, pc, log).run(req)
+        fault = faults.take(state, req.cmd)
+        faults.apply_before(fault)
+        result = Array(cfg, state, pc, log).run(req)
+        faults.apply_after(fault)
+        return result
 
 
 def main(emu_dir, argv):
@@ -66,6 +71,13 @@ def main(emu_dir, argv):
             sys.stdout.flush()
             log(f"{' '.join(words)} → ok")
             rc = 0
+        except faults.Drop:
+            # Cut the connection: the session process that carries it is
+            # our parent (sshd execs the forced command through the shell,
+            # which execs us).
+            log(f"{' '.join(words)} → connection cut (injected fault)")
+            os.kill(os.getppid(), signal.SIGKILL)
+            os._exit(255)
         except SvcError as e:
             sys.stderr.write(str(e) + "\n")
             sys.stderr.flush()

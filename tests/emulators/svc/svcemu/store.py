@@ -22,7 +22,7 @@ import fcntl
 import json
 import os
 
-EMPTY = {"vdisks": {}, "fcmaps": {}, "groups": {}, "tokens": {}}
+EMPTY = {"vdisks": {}, "fcmaps": {}, "groups": {}, "tokens": {}, "faults": []}
 
 
 def load_config(emu_dir):

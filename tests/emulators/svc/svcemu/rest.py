@@ -42,6 +42,7 @@ from .views import rest_bytes
 
 class Handler(http.server.BaseHTTPRequestHandler):
     server_version = "svcemu"
+    sys_version = ""                      # no "Python/3.x" in the Server header
     protocol_version = "HTTP/1.1"
 
     def log_message(self, fmt, *args):

@@ -22,9 +22,10 @@ ans()
 {
     local mod=$1
     shift
-    ansible localhost -c local -m "ibm.spectrum_virtualize.$mod" \
+    # In $tmp: the collection writes IBMSV_ansible_collections.log where it runs.
+    (cd "$tmp" && ansible localhost -c local -m "ibm.spectrum_virtualize.$mod" \
         -a "clustername=127.0.0.1 username=superuser password=$password validate_certs=false $*" \
-        >"$tmp/ans.json" 2>"$tmp/ans.err"
+        >"$tmp/ans.json" 2>"$tmp/ans.err")
     result=$(jq -c '.plays[0].tasks[0].hosts.localhost' "$tmp/ans.json") ||
         { cat "$tmp/ans.json" "$tmp/ans.err"; fail "ansible $mod gave no result"; }
     echo "$mod $* → $(echo "$result" | jq -c '{changed, msg}')" | sed "s/$password/PASSWORD/g"

@@ -793,6 +793,8 @@ static void cow_run(struct gop *g)
     }
     g->read_from = c->maps[0]->src;
     g->read_mask = g->copy_mask = 1;
+    g->zero_mask = 0;                   /* a retry reads again */
+    g->holes = false;
     g->copy_to = c->maps[k]->tgt;
     g->copy_to_map = c->maps[k];
     g->done = cow_done;
@@ -907,6 +909,8 @@ static void twrite_self(struct gop *g)
         memcpy((char *)g->buf + (s - grain_start(g->c, g->g0)),
                (char *)g->parent->buf + (s - g->parent->off), e - s);
     g->copy_mask = 1;
+    g->zero_mask = 0;                   /* the buffer changed since the copy to pred */
+    g->holes = false;
     g->copy_to = g->parent->vol;
     g->copy_to_map = g->c->maps[g->k];
     g->done = grain_op_done;
@@ -937,6 +941,8 @@ static void twrite_run(struct gop *g)
     if (i >= 0 && chain_any_split(c, i, g->k, g->g0))
         i = -1;                         /* older targets do not resolve to T_k */
     g->pred = i;
+    g->zero_mask = 0;                   /* a retry reads again */
+    g->holes = false;
     g->need_self = !map_bit(c->maps[g->k], g->g0);
     twrite_slice(g, &s, &e);
     bool covered = s == grain_start(c, g->g0) && e == grain_end(c, g->parent->vol, g->g0);

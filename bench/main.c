@@ -663,6 +663,124 @@ static int bench_establish(struct bench *b)
 }
 
 /* ------------------------------------------------------------------------
+ * group_hold_us_1 / _16 / _128: a consistency group's start holds writes on
+ * every source and target at once; the hold must not grow with the number of
+ * mappings beyond what setting and draining each volume costs (goal: within
+ * 1 ms of one mapping's, and under 1 ms).  Each mapping has its own 1 GiB
+ * source and target (sparse, in /dev/shm).  Detail: the same under 4 KiB
+ * random writes to the first source. */
+
+static int group_series(struct bench *b, struct pc_group *g, struct pc_map **ms, unsigned n,
+                        struct pc_volume *load_on, double *hold)
+{
+    struct bg_load l = { .e = b->e };
+    int r = 0;
+    if (load_on) {
+        l.spec = (struct load_spec){ .vol = load_on, .op = PC_IO_WRITE, .bs = IO_4K, .qd = QD,
+                                     .pattern = LOAD_RANDOM, .span = pc_volume_size(load_on),
+                                     .seconds = 120, .stop = &l.stop, .seed = next_seed(b) };
+        if ((r = -pthread_create(&l.th, NULL, bg_load_main, &l)) < 0)
+            return fail(b, r, "cannot start a load thread: %s", strerror(-r));
+        usleep(50 * 1000);
+    }
+    for (unsigned i = 0; i <= b->runs && r == 0; i++) {
+        struct pc_error err = { 0 };
+        struct pc_group_info gi;
+        if ((r = pc_group_start(g, &err)) < 0) {
+            r = fail(b, r, "%s", err.msg);
+            break;
+        }
+        pc_group_info(g, &gi);
+        if (i > 0)
+            hold[i - 1] = (double)gi.start_hold_ns / 1e3;
+        if ((r = pc_group_stop(g, false, &err)) < 0) {
+            r = fail(b, r, "%s", err.msg);
+            break;
+        }
+        for (unsigned k = 0; k < n; k++)
+            pc_map_wait(ms[k], PC_MAP_STOPPED, -1);
+    }
+    if (load_on) {
+        atomic_store(&l.stop, true);
+        pthread_join(l.th, NULL);
+        if (r == 0 && l.rc < 0)
+            r = fail(b, l.rc, "writes during the group starts failed: %s", strerror(-l.rc));
+    }
+    return r;
+}
+
+static int bench_group_hold(struct bench *b)
+{
+    static const unsigned counts[] = { 1, 16, 128 };
+    static const char *const names[] = { "group_hold_us_1", "group_hold_us_16",
+                                         "group_hold_us_128" };
+    enum { IDLE, LOADED, NSERIES };
+    double hold[3][NSERIES][MAX_RUNS];
+    struct bvol vols[2 * 128] = { { 0 } };
+    struct pc_map *ms[128] = { NULL };
+    int r = 0;
+
+    if (!b->shm[0] && (r = make_dir(b, "/dev/shm", b->shm)) < 0)
+        return r;
+    for (unsigned c = 0; c < 3 && r == 0; c++) {
+        unsigned n = counts[c];
+        char gname[32];
+        struct pc_group *g = NULL;
+        struct pc_error err = { 0 };
+        snprintf(gname, sizeof gname, "bench-cg%u", n);
+        if ((r = pc_group_create(b->e, gname, &g, &err)) < 0) {
+            r = fail(b, r, "%s", err.msg);
+            break;
+        }
+        for (unsigned k = 0; k < n && r == 0; k++) {
+            char sn[32], tn[32];
+            snprintf(sn, sizeof sn, "cg-src%u", k);
+            snprintf(tn, sizeof tn, "cg-tgt%u", k);
+            if ((r = vol_fresh(b, b->shm, sn, 1 * GiB, &vols[2 * k])) < 0 ||
+                (r = vol_fresh(b, b->shm, tn, 1 * GiB, &vols[2 * k + 1])) < 0)
+                break;
+            struct pc_map_opts o = { .source = vols[2 * k].v, .target = vols[2 * k + 1].v,
+                                     .grain_size = b->grain, .copy_rate = 0,
+                                     .clean_rate = PC_RATE_UNLIMITED, .group = g };
+            if ((r = pc_map_create(b->e, &o, &ms[k], &err)) < 0)
+                r = fail(b, r, "%s", err.msg);
+        }
+        if (r == 0)
+            r = group_series(b, g, ms, n, NULL, hold[c][IDLE]);
+        if (r == 0)
+            r = group_series(b, g, ms, n, vols[0].v, hold[c][LOADED]);
+        for (unsigned k = 0; k < n; k++) {
+            map_drop(&ms[k]);
+            vol_drop(&vols[2 * k + 1]);
+            vol_drop(&vols[2 * k]);
+        }
+        if (g)
+            pc_group_delete(g, true, NULL);
+        if (r == 0)
+            logf_("%s: hold %.2f us idle, %.2f us under writes to one source (medians of %u)",
+                  names[c], median(hold[c][IDLE], b->runs), median(hold[c][LOADED], b->runs),
+                  b->runs);
+    }
+    if (r < 0)
+        return r;
+    for (unsigned c = 0; c < 3; c++) {
+        struct result res = result_new(names[c], "us", 1.0, "~=");
+        res.value_max = 1000;
+        res.abs_tol = 1000;
+        memcpy(res.runs, hold[c][IDLE], b->runs * sizeof(double));
+        memcpy(res.base_runs, hold[0][IDLE], b->runs * sizeof(double));
+        res.nruns = res.nbase = b->runs;
+        res.unpaired = true;     /* ratio: median hold here / median hold with one mapping */
+        res.ratio = median(hold[c][IDLE], b->runs) / median(hold[0][IDLE], b->runs);
+        detail_num(&res, "mappings", counts[c]);
+        detail_num(&res, "hold_us_source_writes", median(hold[c][LOADED], b->runs));
+        detail_runs(&res, "hold_us_source_writes_runs", hold[c][LOADED], b->runs);
+        emit(b, &res, c);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
  * meta_bits_per_grain: a mapping's metadata is its split bitmap (engine/
  * internal.h, struct pc_map::bits); build one of the same grain count, set
  * every bit, and ask it what it holds. */
@@ -1261,6 +1379,101 @@ static int bench_targets(struct bench *b)
 }
 
 /* ------------------------------------------------------------------------
+ * incremental_restart_bytes, incremental_restart_time */
+
+/* Start m with no background copy, note what it must copy, then copy at
+ * the unlimited rate; the bytes and seconds from start to idle_or_copied. */
+static int timed_start(struct bench *b, struct pc_map *m, double *bytes, double *secs)
+{
+    struct pc_error err = { 0 };
+    struct pc_map_info info;
+    double t0 = now_s();
+    int r = pc_map_set_copy_rate(m, 0, &err);
+    if (r == 0)
+        r = pc_map_start(m, &err);
+    if (r < 0)
+        return fail(b, r, "%s", err.msg);
+    pc_map_info(m, &info);
+    *bytes = (double)(info.grains - info.grains_split) * info.grain_size;
+    if ((r = pc_map_set_copy_rate(m, PC_RATE_UNLIMITED, &err)) < 0)
+        return fail(b, r, "%s", err.msg);
+    if ((r = pc_map_wait(m, PC_MAP_IDLE_OR_COPIED, WAIT_MS)) < 0)
+        return fail(b, r, "background copy did not finish: %s", strerror(-r));
+    *secs = now_s() - t0;
+    pc_map_info(m, &info);
+    if (!info.complete)
+        return fail(b, -EIO, "an incremental copy ended incomplete");
+    return 0;
+}
+
+/* A full copy of the source, 1 % of its grains changed (one 4 KiB write
+ * each, at random), and the restart: ratio = restart / full copy. */
+static int bench_incremental(struct bench *b)
+{
+    struct result rb = result_new("incremental_restart_bytes", "bytes", 0.0105, "<=");
+    struct result rt = result_new("incremental_restart_time", "s", 0.02, "<=");
+    char *buf = pc_buf_alloc_any(IO_4K);
+    uint64_t grains = b->vol_size / b->grain, nchange = grains / 100;
+    int r = buf ? 0 : -ENOMEM;
+
+    for (unsigned i = 0; i < b->runs && r == 0; i++) {
+        struct bvol t = { 0 };
+        struct pc_map *m = NULL;
+        struct pc_error err = { 0 };
+        double full_b, full_s, inc_b, inc_s;
+        if ((r = vol_fresh(b, b->dir, "inc-tgt", b->vol_size, &t)) < 0)
+            break;
+        struct pc_map_opts o = { .name = "inc", .source = b->src, .target = t.v,
+                                 .grain_size = b->grain, .copy_rate = 0,
+                                 .clean_rate = PC_RATE_UNLIMITED, .incremental = true };
+        if ((r = pc_map_create(b->e, &o, &m, &err)) < 0)
+            r = fail(b, r, "%s", err.msg);
+        if (r == 0)
+            r = timed_start(b, m, &full_b, &full_s);
+        /* 1 % of the grains, distinct: a random start and an odd stride. */
+        uint64_t g = load_rand(&b->seed) % grains, stride = (grains / nchange) | 1;
+        for (uint64_t k = 0; k < nchange && r == 0; k++, g = (g + stride) % grains) {
+            memset(buf, (int)(k + i + 1), IO_4K);
+            r = pc_io_sync(b->e, PC_IO_WRITE, b->src, g * b->grain, IO_4K, buf, 0);
+            if (r < 0)
+                r = fail(b, r, "writing the source: %s", strerror(-r));
+        }
+        if (r == 0) {
+            struct pc_map_info info;
+            pc_map_info(m, &info);
+            if (info.grains_changed != nchange)
+                r = fail(b, -EIO, "%llu grains recorded as changed, not %llu",
+                         (unsigned long long)info.grains_changed, (unsigned long long)nchange);
+        }
+        if (r == 0)
+            r = timed_start(b, m, &inc_b, &inc_s);
+        if (r == 0)
+            r = verify_copy(b, t.v, 64);
+        map_drop(&m);
+        vol_drop(&t);
+        if (r < 0)
+            break;
+        rb.runs[i] = inc_b;
+        rb.base_runs[i] = full_b;
+        rt.runs[i] = inc_s;
+        rt.base_runs[i] = full_s;
+        logf_("incremental run %u/%u: full copy %.0f MB in %.3f s, restart after 1 %% changed "
+              "%.1f MB in %.4f s", i + 1, b->runs, full_b / 1e6, full_s, inc_b / 1e6, inc_s);
+    }
+    pc_buf_free_any(buf, IO_4K);
+    if (r < 0)
+        return r;
+    rb.nruns = rb.nbase = rt.nruns = rt.nbase = b->runs;
+    detail_num(&rb, "grains", (double)grains);
+    detail_num(&rb, "grains_changed", (double)nchange);
+    detail_num(&rb, "grain", b->grain);
+    emit(b, &rb, 0);
+    detail_num(&rt, "grains_changed", (double)nchange);
+    emit(b, &rt, 1);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
  * Groups, options, main. */
 
 static const struct group {
@@ -1271,6 +1484,8 @@ static const struct group {
 } groups[] = {
     { { "establish_us_1g", "establish_us_1t", "establish_us_1p" }, bench_establish, true, NULL },
     { { "meta_bits_per_grain" }, bench_meta, false, NULL },
+    { { "group_hold_us_1", "group_hold_us_16", "group_hold_us_128" }, bench_group_hold, true,
+      NULL },
     { { "loadgen_vs_fio_randread", "loadgen_vs_fio_randwrite" }, bench_loadgen, true, NULL },
     { { "bgcopy", "bgcopy_vs_qemu_img" }, bench_bgcopy, true, NULL },
     { { "thin_copy_time", "thin_copy_bytes" }, bench_thin, true, NULL },
@@ -1278,6 +1493,8 @@ static const struct group {
     { { "steady_write" }, bench_steady, true, NULL },
     { { "redirect_read" }, bench_redirect, true, NULL },
     { { "targets_16v1" }, bench_targets, true, NULL },
+    { { "incremental_restart_bytes", "incremental_restart_time" }, bench_incremental, true,
+      "incremental" },
     { { "nbd_randread_4k", "nbd_randread_4k_nj4", "nbd_randwrite_4k", "nbd_randwrite_4k_nj4" },
       bench_nbd_rand, false, "nbd" },
     { { "nbd_cow_first_touch_4k" }, bench_nbd_cow, false, "nbd" },
@@ -1325,6 +1542,8 @@ static void usage(FILE *f)
 "  steady_write              4 KiB writes, every grain split, vs no mapping\n"
 "  redirect_read             4 KiB reads of an unsplit target vs the source\n"
 "  targets_16v1              first-touch writes with 16 targets vs 1\n"
+"  incremental (tag)         a restart after 1 %% of the grains changed vs the full\n"
+"    incremental_restart_bytes|time  copy before it: bytes and seconds (ratio)\n"
 "  nbd (tag: all of these)   `pitcopy serve` over NBD vs qemu-storage-daemon:\n"
 "    nbd_randread_4k|randwrite_4k[_nj4]  fio nbd engine, 4 KiB qd 32, 1|4 jobs\n"
 "    nbd_cow_first_touch_4k  first-touch writes through NBD vs copy-before-write\n"

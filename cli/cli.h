@@ -143,5 +143,12 @@ int cmd_map_set(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_map_list(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_map_show(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_map_wait(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_group_create(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_group_delete(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_group_list(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_group_show(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_group_prepare(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_group_start(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_group_stop(struct cli_ctx *ctx, int argc, char **argv);
 
 #endif

@@ -49,7 +49,7 @@
 #include "io/fault.h"
 #include "nbd/nbd.h"
 
-#define SERVE_REFRESH_MS 5000
+#define SERVE_REFRESH_MS 1000
 
 /* mkdir -p; the last component 0700 (D1's directory is private). */
 static int serve_make_dir(const char *dir)

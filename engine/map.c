@@ -49,6 +49,13 @@
  *   M3  Start publishes the chain before the state, and route_of (cow.c)
  *       reads the state before the chain: a target seen copying is found in
  *       its chain.
+ *   M5  Incremental (cow.c I6, meta.c D6): a mapping's difference bitmap
+ *       holds every grain written on its source or target since its last
+ *       start, while diff_valid.  A start whose last copy was complete
+ *       builds its split bitmap as "all but the changed grains" before the
+ *       hold, fixes up the few changed since under it, and swaps in an
+ *       empty difference bitmap there (map_diff_switch_locked): O(1) but for
+ *       grains changed in that window.  Any other start copies everything.
  *   M4  All mappings of one source share a grain size; a volume is the
  *       target of at most one mapping; no cascades yet (a target is never a
  *       source and a source never a target).
@@ -110,7 +117,126 @@ static __attribute__((unused)) bool map_check(const struct pc_map *m)
     if (atomic_load(&m->in_chain))
         return s == PC_MAP_COPYING || s == PC_MAP_STOPPING || s == PC_MAP_SUSPENDED ||
                s == PC_MAP_IDLE_OR_COPIED || s == PC_MAP_PREPARING;   /* M2 */
+    if (atomic_load(&m->restoring))
+        return s == PC_MAP_COPYING || s == PC_MAP_STOPPED;        /* restore.c */
     return s != PC_MAP_COPYING && s != PC_MAP_STOPPING;
+}
+
+/* R3 (restore.c): while S is being restored, its chain keeps its shape. */
+static int refuse_while_restoring(struct pc_map *m, const char *what, struct pc_error *err)
+{
+    struct pc_map *r = atomic_load(&m->src->restore_by);
+    if (!r || r == m || map_state(r) != PC_MAP_COPYING)
+        return 0;
+    pc_error_set(err, -EBUSY, "cannot %s mapping %s while its source %s is being restored by "
+                 "mapping %s; wait for the restore to finish or stop it", what, m->name,
+                 m->src->name, r->name);
+    return -EBUSY;
+}
+
+/* ------------------------------------------------------------------------
+ * Incremental: difference bitmaps (M5). */
+
+/* Add m to (or, add false, take it off) v's diffset, under a write hold on
+ * v so no write that missed the new set is still in flight after. */
+static int diffset_change_locked(struct pc_volume *v, struct pc_map *m, bool add)
+{
+    struct diffset *old = atomic_load(&v->diffs), *ds = NULL;
+    unsigned n = old ? old->n : 0, j = 0;
+    if (add || n > 1) {
+        ds = malloc(sizeof *ds + (n + 1) * sizeof ds->maps[0]);
+        if (!ds)
+            return -ENOMEM;
+        for (unsigned i = 0; i < n; i++)
+            if (old->maps[i] != m)
+                ds->maps[j++] = old->maps[i];
+        if (add)
+            ds->maps[j++] = m;
+        ds->n = j;
+    }
+    atomic_store(&v->hold, 1);
+    volume_drain_writes(v);
+    atomic_store_explicit(&v->diffs, ds, memory_order_release);
+    volume_hold_release(v);
+    srcu_sync(v->e);
+    free(old);
+    return 0;
+}
+
+/* Before the hold: the split bitmap of an incremental start, every grain
+ * but the changed ones.  O(changed grains) plus the set pages. */
+static int diff_build_split(struct pc_map *m, struct bitmap *fresh)
+{
+    struct bitmap *d = atomic_load(&m->diff[atomic_load(&m->dcur)]);
+    m->diff_snap = bitmap_count(d);          /* before the walk: bits only grow */
+    int r = bitmap_set_range(fresh, 0, m->grains);
+    for (uint64_t g = bitmap_find_next_set(d, 0); !r && g < m->grains;) {
+        uint64_t h = bitmap_find_next_unset(d, g);
+        bitmap_clear_range(fresh, g, h - g);
+        g = h < m->grains ? bitmap_find_next_set(d, h) : h;
+    }
+    return r;
+}
+
+/* Before the hold (pc_map_start and group starts): decide whether this
+ * start is incremental, and build what it needs.  0 or -ENOMEM. */
+int map_diff_prepare(struct pc_map *m, struct bitmap *fresh)
+{
+    int r = 0;
+    /* M5: a restart after a complete copy copies only what changed since. */
+    m->incr_start = m->incremental && atomic_load(&m->complete) &&
+                    atomic_load(&m->diff_valid);
+    m->diff_fresh = NULL;
+    if (!m->incremental)
+        return 0;
+    m->diff_fresh = bitmap_create(m->grains, &r);
+    if (m->diff_fresh && m->incr_start)
+        r = diff_build_split(m, fresh);
+    if (!m->diff_fresh || r < 0) {
+        map_diff_release(m);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* After the start's grace period, or when it failed: free what the switch
+ * replaced, or what was built for it. */
+void map_diff_release(struct pc_map *m)
+{
+    bitmap_destroy(m->diff_fresh);
+    m->diff_fresh = NULL;
+    if (m->diff_old) {
+        meta_barrier(m);           /* no checkpoint reads it any more */
+        bitmap_destroy(m->diff_old);
+        m->diff_old = NULL;
+    }
+}
+
+/*
+ * Under the start's hold, writes to source and target drained: the grains
+ * changed since diff_build_split are unsplit in the new split bitmap too,
+ * and recording moves to a fresh bitmap.  The closed one stays as
+ * diff[!dcur] (meta.c regions).
+ */
+void map_diff_switch_locked(struct pc_map *m, struct bitmap *split)
+{
+    if (!m->incremental || !m->diff_fresh)
+        return;
+    unsigned cur = atomic_load(&m->dcur);
+    struct bitmap *d = atomic_load(&m->diff[cur]);
+    if (m->incr_start && bitmap_count(d) != m->diff_snap) {
+        for (uint64_t g = bitmap_find_next_set(d, 0); g < m->grains;) {
+            uint64_t h = bitmap_find_next_unset(d, g);
+            bitmap_clear_range(split, g, h - g);
+            g = h < m->grains ? bitmap_find_next_set(d, h) : h;
+        }
+    }
+    m->diff_old = atomic_load(&m->diff[!cur]);
+    atomic_store_explicit(&m->diff[!cur], m->diff_fresh, memory_order_release);
+    atomic_store_explicit(&m->dcur, !cur, memory_order_release);
+    m->diff_fresh = NULL;
+    m->diff_base = m->incr_start;
+    atomic_store_explicit(&m->diff_valid, true, memory_order_release);
 }
 
 /* ------------------------------------------------------------------------
@@ -126,33 +252,22 @@ static struct chain *chain_alloc(unsigned n, uint32_t shift)
     return c;
 }
 
-/* Replace src's chain with c (NULL = none) under a write hold on src (and
- * on also, when not NULL); returns how long writes were held. */
-static uint64_t chain_publish_locked(struct pc_volume *src, struct pc_volume *also,
-                                     struct chain *c, struct pc_map *m, bool entering)
+/* Replace src's chain with c (NULL = none) under a write hold on src; m is
+ * the mapping leaving (or rejoining, which sets in_chain after).  Starts
+ * publish in map_start_many_locked. */
+static void chain_publish_locked(struct pc_volume *src, struct chain *c, struct pc_map *m)
 {
     struct pc_engine *e = src->e;
     struct chain *old = atomic_load(&src->chain);
-    uint64_t t0 = now_ns(CLOCK_MONOTONIC), held;
 
     atomic_store(&src->hold, 1);
-    if (also)
-        atomic_store(&also->hold, 1);
     volume_drain_writes(src);                       /* writes in flight drain */
-    if (also)
-        volume_drain_writes(also);
     atomic_store_explicit(&src->chain, c, memory_order_release);
-    atomic_store(&m->in_chain, entering);
-    if (entering)
-        set_state_locked(m, PC_MAP_COPYING);        /* M3: after the chain */
+    atomic_store(&m->in_chain, false);
     volume_hold_release(src);
-    if (also)
-        volume_hold_release(also);
-    held = now_ns(CLOCK_MONOTONIC) - t0;
 
     srcu_sync(e);                                   /* nobody reads old now */
     free(old);
-    return held;
 }
 
 static int chain_remove_locked(struct pc_map *m)
@@ -171,7 +286,7 @@ static int chain_remove_locked(struct pc_map *m)
             if (old->maps[i] != m)
                 c->maps[j++] = old->maps[i];
     }
-    chain_publish_locked(src, NULL, c, m, false);
+    chain_publish_locked(src, c, m);
     meta_write_state(m);            /* out of the chain, durably */
     return 0;
 }
@@ -208,6 +323,11 @@ void map_copy_complete(struct pc_engine *e, struct janitor_job *job)
         return;
     atomic_store(&m->complete, true);
     set_state_locked(m, PC_MAP_IDLE_OR_COPIED);
+    if (atomic_load(&m->restoring)) {
+        restore_detach_locked(m);            /* writes the state */
+        pc_log("mapping %s: restore of %s complete", m->name, m->tgt->name);
+        return;
+    }
     meta_write_state(m);
     chain_trim_locked(m->src);
 }
@@ -229,6 +349,8 @@ void map_clean_complete(struct pc_engine *e, struct janitor_job *job)
         set_state_locked(m, PC_MAP_PREPARED);
     else
         set_state_locked(m, atomic_load(&m->complete) ? PC_MAP_IDLE_OR_COPIED : PC_MAP_STOPPED);
+    if (map_state(m) == PC_MAP_STOPPED)
+        atomic_store(&m->diff_valid, false);    /* M5: the next start copies everything */
     meta_write_state(m);
     chain_trim_locked(m->src);
 }
@@ -321,7 +443,7 @@ static int chain_rejoin_locked(struct pc_map *m)
     if (j == n)
         c->maps[j++] = m;
     int s = map_state(m);
-    chain_publish_locked(src, NULL, c, m, false);
+    chain_publish_locked(src, c, m);
     atomic_store(&m->in_chain, true);
     set_state_locked(m, (enum pc_map_state)s);
     return 0;
@@ -345,7 +467,11 @@ static int map_meta_open_locked(struct pc_map *m, const struct pc_map_opts *o, b
         m->start_seq = rec.start_seq;
         m->start_realtime_ns = rec.start_realtime_ns;
         m->start_hold_ns = rec.start_hold_ns;
+        atomic_store(&m->dcur, rec.diff_cur);
+        atomic_store(&m->diff_valid, m->incremental && rec.diff_valid);
+        m->diff_base = rec.diff_base;
         *rejoin = rec.in_chain;
+        atomic_store(&m->restoring, rec.restoring);
         if (rec.in_chain && rec.state != PC_MAP_COPYING && rec.state != PC_MAP_STOPPING &&
             rec.state != PC_MAP_IDLE_OR_COPIED && rec.state != PC_MAP_SUSPENDED)
             *rejoin = false;
@@ -451,7 +577,25 @@ int pc_map_create(struct pc_engine *e, const struct pc_map_opts *o,
                      t->name, atomic_load(&t->tgt_map)->name);
         goto out;
     }
-    if (t->nmaps_as_source || atomic_load(&s->tgt_map)) {
+    /* The one cascade allowed: a mapping back from a target to its source,
+     * for restores (restore.c). */
+    struct pc_map *partner = NULL;
+    for (struct pc_map *p = e->maps; p; p = p->next)
+        if (p->src == t && p->tgt == s && !p->partner)
+            partner = p;
+    if (partner && partner->grain_shift != (uint32_t)shift) {
+        pc_error_set(err, r, "restore mapping %s -> %s must have the grain size of mapping %s "
+                     "(%u KiB)", s->name, t->name, partner->name,
+                     (1u << partner->grain_shift) >> 10);
+        goto out;
+    }
+    if (partner && o->incremental) {
+        pc_error_set(err, r, "restore mapping %s -> %s cannot be incremental (not supported yet)",
+                     s->name, t->name);
+        goto out;
+    }
+    struct pc_map *s_tgt = atomic_load(&s->tgt_map);
+    if (!partner && (t->nmaps_as_source || (s_tgt && !s_tgt->reverse))) {
         r = -EOPNOTSUPP;
         pc_error_set(err, r, "cascaded mappings are not supported yet: %s is %s",
                      t->nmaps_as_source ? t->name : s->name,
@@ -472,6 +616,12 @@ int pc_map_create(struct pc_engine *e, const struct pc_map_opts *o,
                          s->name, (1u << o2->grain_shift) >> 10);
             goto out;
         }
+    }
+    if (o->group && o->group->nmaps >= PC_GROUP_MAX_MAPS) {
+        r = -ENOSPC;
+        pc_error_set(err, r, "consistency group %s already has %u mappings, the most allowed",
+                     o->group->name, PC_GROUP_MAX_MAPS);
+        goto out;
     }
     m = calloc(1, sizeof *m);
     if (!m) {
@@ -497,14 +647,76 @@ int pc_map_create(struct pc_engine *e, const struct pc_map_opts *o,
     atomic_store(&m->copy_rate, copy_rate);
     atomic_store(&m->clean_rate, clean_rate);
     m->incremental = o->incremental;
+    if (partner) {
+        m->reverse = true;
+        m->partner = partner;
+        m->solo = calloc(1, sizeof *m->solo);
+        if (!m->solo) {
+            bitmap_destroy(m->bits);
+            free(m);
+            r = -ENOMEM;
+            pc_error_set(err, r, "out of memory creating mapping %s", name);
+            goto out;
+        }
+        m->solo->grain_shift = m->grain_shift;
+    }
+    if (m->incremental) {
+        for (unsigned i = 0; i < 2 && r >= 0; i++) {
+            struct bitmap *d = bitmap_create(m->grains, &r);
+            atomic_store(&m->diff[i], d);
+        }
+        if (r >= 0 && (r = diffset_change_locked(s, m, true)) >= 0 &&
+            (r = diffset_change_locked(t, m, true)) < 0)
+            diffset_change_locked(s, m, false);
+        if (r < 0) {
+            bitmap_destroy(atomic_load(&m->diff[0]));
+            bitmap_destroy(atomic_load(&m->diff[1]));
+            bitmap_destroy(m->bits);
+            free(m->solo);
+            free(m);
+            pc_error_set(err, r, "out of memory for the difference bitmaps of mapping %s", name);
+            goto out;
+        }
+    }
     bool rejoin = false;
     if (o->meta_path) {
         r = map_meta_open_locked(m, o, &rejoin, err);
         if (r < 0) {
+            if (m->incremental) {
+                diffset_change_locked(s, m, false);
+                diffset_change_locked(t, m, false);
+                bitmap_destroy(atomic_load(&m->diff[0]));
+                bitmap_destroy(atomic_load(&m->diff[1]));
+            }
             bitmap_destroy(m->bits);
             free(m);
             goto out;
         }
+    }
+    if (o->group) {
+        m->group = o->group;
+        m->group_seq = ++o->group->next_seq;
+        o->group->nmaps++;
+    }
+    if (partner) {
+        partner->partner = m;
+        if (atomic_load(&m->restoring)) {
+            /* Recovered mid-restore: S reads through it again (or, stopped,
+             * stays offline). */
+            atomic_store(&t->restore_by, m);
+            atomic_store(&s->restore_from, m);
+        }
+        rejoin = false;
+    } else if (atomic_load(&m->restoring)) {
+        /* A restore mapping whose partner did not come back: nothing says
+         * where S's unrestored grains are, so S stays offline until this
+         * mapping is deleted. */
+        atomic_store(&t->restore_by, m);
+        atomic_store(&m->state, PC_MAP_STOPPED);
+        atomic_store(&m->complete, false);
+        snprintf(m->invalid, sizeof m->invalid, "it was restoring %.60s from %.60s, but the "
+                 "mapping the other way did not come back", t->name, s->name);
+        rejoin = false;
     }
     atomic_store(&t->tgt_map, m);
     s->nmaps_as_source++;
@@ -554,9 +766,17 @@ static void begin_stop_locked(struct pc_map *m, enum pc_map_state s)
     bgcopy_kick(m);
 }
 
-static int prepare_locked(struct pc_map *m, struct pc_error *err)
+int map_prepare_locked(struct pc_map *m, struct pc_error *err)
 {
     int s = map_state(m);
+    if (m->reverse) {
+        pc_error_set(err, -EINVAL, "mapping %s goes from %s back to its source %s: start it "
+                     "as a restore", m->name, m->src->name, m->tgt->name);
+        return -EINVAL;
+    }
+    int r0 = refuse_while_restoring(m, "start", err);
+    if (r0 < 0)
+        return r0;
     if (s == PC_MAP_PREPARED)
         return 0;
     if (s != PC_MAP_IDLE_OR_COPIED && s != PC_MAP_STOPPED) {
@@ -587,86 +807,257 @@ static int prepare_locked(struct pc_map *m, struct pc_error *err)
     return 0;
 }
 
+/* Members of a group are prepared, started and stopped through it. */
+static int refuse_group_member(struct pc_map *m, const char *what, struct pc_error *err)
+{
+    if (!m->group)
+        return 0;
+    pc_error_set(err, -EBUSY, "mapping %s belongs to consistency group %s; %s the group",
+                 m->name, m->group->name, what);
+    return -EBUSY;
+}
+
 int pc_map_prepare(struct pc_map *m, struct pc_error *err)
 {
     pthread_mutex_lock(&m->e->ctl_lock);
-    int r = prepare_locked(m, err);
+    int r = refuse_group_member(m, "prepare", err);
+    if (r == 0)
+        r = map_prepare_locked(m, err);
     pthread_mutex_unlock(&m->e->ctl_lock);
+    return r;
+}
+
+/* One source's new chain, while a start is being put together. */
+struct start_src {
+    struct pc_volume *src;
+    struct chain     *old, *c;
+    unsigned          adds;
+    uint32_t          shift;
+    uint64_t          last_seq;
+};
+
+int map_start_many_locked(struct pc_map **ms, unsigned n, uint64_t *hold_ns,
+                          struct pc_error *err)
+{
+    struct start_src *ss = calloc(n, sizeof *ss);
+    struct bitmap **fresh = calloc(n, sizeof *fresh);
+    struct pc_volume **held = calloc(2 * (size_t)n, sizeof *held);
+    uint64_t *prev_seq = calloc(n, sizeof *prev_seq), *prev_rt = calloc(n, sizeof *prev_rt);
+    unsigned nsrc = 0, nheld = 0, nmeta = 0, nseq = 0;
+    int r = 0;
+
+    if (!ss || !fresh || !held || !prev_seq || !prev_rt) {
+        r = -ENOMEM;
+        pc_error_set(err, r, "out of memory starting %u mappings", n);
+        goto out;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        r = map_prepare_locked(ms[i], err);
+        if (r < 0)
+            goto out;
+    }
+    /* Everything that can fail or take time happens before the hold: a
+     * fresh bitmap costs O(1) whatever the volume size (bitmap.h B4). */
+    for (unsigned i = 0; i < n; i++) {
+        unsigned j = 0;
+        while (j < nsrc && ss[j].src != ms[i]->src)
+            j++;
+        if (j == nsrc) {
+            ss[nsrc].src = ms[i]->src;
+            ss[nsrc].old = atomic_load(&ms[i]->src->chain);
+            ss[nsrc].shift = ms[i]->grain_shift;
+            nsrc++;
+        }
+        ss[j].adds++;
+        fresh[i] = bitmap_create(ms[i]->grains, &r);
+        if (!fresh[i] || (r = map_diff_prepare(ms[i], fresh[i])) < 0) {
+            r = -ENOMEM;
+            pc_error_set(err, r, "out of memory starting mapping %s", ms[i]->name);
+            goto out;
+        }
+    }
+    for (unsigned j = 0; j < nsrc; j++) {
+        unsigned had = ss[j].old ? ss[j].old->n : 0;
+        if (had + ss[j].adds > PC_MAX_TARGETS) {
+            r = -ENOSPC;
+            pc_error_set(err, r, "source %s has %u started mappings; starting %u more would "
+                         "pass the limit of %u", ss[j].src->name, had, ss[j].adds, PC_MAX_TARGETS);
+            goto out;
+        }
+        ss[j].c = chain_alloc(had + ss[j].adds, ss[j].shift);   /* M4: one per source */
+        if (!ss[j].c) {
+            r = -ENOMEM;
+            pc_error_set(err, r, "out of memory starting mappings of source %s", ss[j].src->name);
+            goto out;
+        }
+        for (unsigned i = 0; i < had; i++)
+            ss[j].c->maps[i] = ss[j].old->maps[i];
+        ss[j].c->n = had;
+        ss[j].last_seq = had ? ss[j].old->maps[had - 1]->start_seq : 0;
+        held[nheld++] = ss[j].src;
+    }
+    /* The chain's order survives a restart (meta.c): a start sequence above
+     * every older mapping's, whatever the clock does. */
+    uint64_t now = now_ns(CLOCK_REALTIME);
+    for (unsigned i = 0; i < n; i++) {
+        struct pc_map *m = ms[i];
+        struct start_src *s = ss;
+        while (s->src != m->src)
+            s++;
+        s->c->maps[s->c->n++] = m;
+        prev_seq[i] = m->start_seq;
+        prev_rt[i] = m->start_realtime_ns;
+        nseq++;
+        m->start_seq = s->last_seq >= now ? s->last_seq + 1 : now;
+        s->last_seq = m->start_seq;
+        m->start_realtime_ns = now;
+        held[nheld++] = m->tgt;
+    }
+    /* D2: each new generation is durable before the chains change.  If one
+     * cannot be written, those already written go back to saying prepared
+     * (a restart finds them prepared either way: nothing was published). */
+    for (; nmeta < n; nmeta++) {
+        r = meta_start(ms[nmeta], err);
+        if (r < 0)
+            goto out;
+    }
+
+    uint64_t t0 = now_ns(CLOCK_MONOTONIC);
+    for (unsigned i = 0; i < nheld; i++)
+        atomic_store(&held[i]->hold, 1);
+    for (unsigned i = 0; i < nheld; i++)
+        volume_drain_writes(held[i]);                 /* writes in flight drain */
+    for (unsigned i = 0; i < n; i++)
+        map_diff_switch_locked(ms[i], fresh[i]);      /* M5 */
+    for (unsigned j = 0; j < nsrc; j++)
+        atomic_store_explicit(&ss[j].src->chain, ss[j].c, memory_order_release);
+    for (unsigned i = 0; i < n; i++) {
+        /* The targets are offline while prepared, so nothing reads the old
+         * bits; they are freed after the grace period below. */
+        struct bitmap *old_bits = ms[i]->bits;
+        ms[i]->bits = fresh[i];
+        fresh[i] = old_bits;
+        atomic_store(&ms[i]->complete, false);
+        atomic_store(&ms[i]->split, false);
+        atomic_fetch_add(&ms[i]->gen, 1);
+        atomic_store(&ms[i]->in_chain, true);
+        set_state_locked(ms[i], PC_MAP_COPYING);     /* M3: after the chain */
+    }
+    for (unsigned i = 0; i < nheld; i++)
+        volume_hold_release(held[i]);
+    uint64_t held_ns = now_ns(CLOCK_MONOTONIC) - t0;
+
+    srcu_sync(ms[0]->e);                             /* nobody reads the old chains now */
+    for (unsigned j = 0; j < nsrc; j++) {
+        free(ss[j].old);
+        ss[j].c = NULL;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        struct pc_map *m = ms[i];
+        m->start_hold_ns = held_ns;
+        m->invalid[0] = 0;             /* a fresh point in time needs no vouching */
+        atomic_store(&m->failed, false);
+        atomic_store(&m->fail_err, 0);
+        map_diff_release(m);
+        assert(map_check(m));
+        bgcopy_kick(m);
+    }
+    if (hold_ns)
+        *hold_ns = held_ns;
+out:
+    if (r < 0) {
+        /* Nothing was published: the mappings stay prepared, and those whose
+         * metadata already said started say prepared again. */
+        for (unsigned i = 0; i < nseq; i++) {
+            ms[i]->start_seq = prev_seq[i];
+            ms[i]->start_realtime_ns = prev_rt[i];
+        }
+        for (unsigned i = 0; i < nmeta; i++) {
+            meta_start_abort(ms[i]);
+            meta_write_state(ms[i]);
+        }
+        for (unsigned i = 0; i < n; i++)
+            map_diff_release(ms[i]);
+    }
+    for (unsigned j = 0; ss && j < nsrc; j++)
+        free(ss[j].c);
+    for (unsigned i = 0; fresh && i < n; i++)
+        bitmap_destroy(fresh[i]);
+    free(ss);
+    free(fresh);
+    free(held);
+    free(prev_seq);
+    free(prev_rt);
     return r;
 }
 
 int pc_map_start(struct pc_map *m, struct pc_error *err)
 {
-    struct pc_engine *e = m->e;
-    struct pc_volume *src = m->src;
-    struct bitmap *fresh, *old_bits;
-    struct chain *old, *c;
-    int r;
-
-    pthread_mutex_lock(&e->ctl_lock);
-    r = prepare_locked(m, err);
-    if (r < 0)
-        goto out;
-    old = atomic_load(&src->chain);
-    if (old && old->n >= PC_MAX_TARGETS) {
-        r = -ENOSPC;
-        pc_error_set(err, r, "source %s already has %u started mappings", src->name, old->n);
-        goto out;
-    }
-    /* Everything that can fail or take time happens before the hold: a
-     * fresh bitmap costs O(1) whatever the volume size (bitmap.h B4). */
-    fresh = bitmap_create(m->grains, &r);
-    c = chain_alloc((old ? old->n : 0) + 1, m->grain_shift);
-    if (!fresh || !c) {
-        bitmap_destroy(fresh);
-        free(c);
-        r = -ENOMEM;
-        pc_error_set(err, r, "out of memory starting mapping %s", m->name);
-        goto out;
-    }
-    for (unsigned i = 0; old && i < old->n; i++)
-        c->maps[i] = old->maps[i];
-    c->maps[c->n - 1] = m;
-
-    /* The chain's order survives a restart (meta.c): a start sequence above
-     * every older mapping's, whatever the clock does. */
-    uint64_t seq = now_ns(CLOCK_REALTIME);
-    if (old && old->n && old->maps[old->n - 1]->start_seq >= seq)
-        seq = old->maps[old->n - 1]->start_seq + 1;
-    uint64_t prev_seq = m->start_seq, prev_rt = m->start_realtime_ns;
-    m->start_seq = seq;
-    m->start_realtime_ns = now_ns(CLOCK_REALTIME);
-    /* D2: the new generation is durable before the chain changes. */
-    r = meta_start(m, err);
-    if (r < 0) {
-        m->start_seq = prev_seq;
-        m->start_realtime_ns = prev_rt;
-        bitmap_destroy(fresh);
-        free(c);
-        goto out;
-    }
-    /* The target is offline while prepared, so nothing reads m->bits. */
-    old_bits = m->bits;
-    m->bits = fresh;
-    atomic_store(&m->complete, false);
-    atomic_fetch_add(&m->gen, 1);
-    m->start_hold_ns = chain_publish_locked(src, m->tgt, c, m, true);
-    m->invalid[0] = 0;             /* a fresh point in time needs no vouching */
-    atomic_store(&m->failed, false);
-    atomic_store(&m->fail_err, 0);
-    bitmap_destroy(old_bits);      /* after publish's grace period */
-    assert(map_check(m));
-    bgcopy_kick(m);
-out:
-    pthread_mutex_unlock(&e->ctl_lock);
+    pthread_mutex_lock(&m->e->ctl_lock);
+    int r = refuse_group_member(m, "start", err);
+    if (r == 0)
+        r = map_start_many_locked(&m, 1, NULL, err);
+    pthread_mutex_unlock(&m->e->ctl_lock);
     return r;
 }
 
-int pc_map_stop(struct pc_map *m, struct pc_error *err)
+int pc_map_start_restore(struct pc_map *m, struct pc_error *err)
+{
+    pthread_mutex_lock(&m->e->ctl_lock);
+    int r = refuse_group_member(m, "start", err);
+    if (r == 0)
+        r = map_start_restore_locked(m, err);
+    assert(map_check(m));
+    pthread_mutex_unlock(&m->e->ctl_lock);
+    return r;
+}
+
+int map_stop_locked(struct pc_map *m, bool split, struct pc_error *err)
 {
     int r = 0;
-    pthread_mutex_lock(&m->e->ctl_lock);
-    switch (map_state(m)) {
+    int s = map_state(m);
+    if (atomic_load(&m->restoring) && s == PC_MAP_COPYING) {
+        /* Nothing reads through S for others: no cleaning.  Unless every
+         * grain is restored, S holds an incomplete image and goes offline. */
+        if (bitmap_find_next_unset(m->bits, 0) >= m->grains) {
+            atomic_store(&m->complete, true);
+            set_state_locked(m, PC_MAP_IDLE_OR_COPIED);
+            restore_detach_locked(m);
+        } else {
+            set_state_locked(m, PC_MAP_STOPPED);
+            pc_log("mapping %s: restore stopped unfinished; %s is offline until the restore "
+                   "is started again or the mapping deleted", m->name, m->tgt->name);
+        }
+        meta_write_state(m);
+        return 0;
+    }
+    r = refuse_while_restoring(m, "stop", err);
+    if (r < 0)
+        return r;
+    if (split) {
+        bool whole = atomic_load(&m->complete) ||
+                     ((s == PC_MAP_COPYING || s == PC_MAP_STOPPING) &&
+                      bitmap_find_next_unset(m->bits, 0) >= m->grains);
+        if (s == PC_MAP_IDLE_OR_COPIED && !atomic_load(&m->in_chain))
+            return 0;                 /* nothing depends on it: already split */
+        if (!whole || s == PC_MAP_SUSPENDED) {
+            pc_error_set(err, -EINVAL, "mapping %s is %s at %s; a stop with split needs "
+                         "progress 100 (a whole image on target %s)", m->name,
+                         pc_map_state_name(s), whole ? "100%" : "less than 100%", m->tgt->name);
+            return -EINVAL;
+        }
+        atomic_store(&m->split, true);
+        if (s == PC_MAP_STOPPING || s == PC_MAP_IDLE_OR_COPIED) {
+            /* Already cleaning, or copied but older mappings still read
+             * through its target: clean at full speed now. */
+            if (s == PC_MAP_IDLE_OR_COPIED)
+                begin_stop_locked(m, PC_MAP_STOPPING);
+            atomic_fetch_add(&m->gen, 1);
+            bgcopy_kick(m);
+            return 0;
+        }
+    }
+    switch (s) {
     case PC_MAP_COPYING:
     case PC_MAP_SUSPENDED:
         begin_stop_locked(m, PC_MAP_STOPPING);
@@ -684,10 +1075,29 @@ int pc_map_stop(struct pc_map *m, struct pc_error *err)
     default:
         r = -EINVAL;
         pc_error_set(err, r, "mapping %s is %s; only a copying or prepared mapping can be stopped",
-                     m->name, pc_map_state_name(map_state(m)));
+                     m->name, pc_map_state_name(s));
         break;
     }
     assert(map_check(m));
+    return r;
+}
+
+int pc_map_stop(struct pc_map *m, struct pc_error *err)
+{
+    pthread_mutex_lock(&m->e->ctl_lock);
+    int r = refuse_group_member(m, "stop", err);
+    if (r == 0)
+        r = map_stop_locked(m, false, err);
+    pthread_mutex_unlock(&m->e->ctl_lock);
+    return r;
+}
+
+int pc_map_stop_split(struct pc_map *m, struct pc_error *err)
+{
+    pthread_mutex_lock(&m->e->ctl_lock);
+    int r = refuse_group_member(m, "stop", err);
+    if (r == 0)
+        r = map_stop_locked(m, true, err);
     pthread_mutex_unlock(&m->e->ctl_lock);
     return r;
 }
@@ -702,6 +1112,33 @@ int pc_map_delete(struct pc_map *m, bool force, struct pc_error *err)
 
     pthread_mutex_lock(&e->ctl_lock);
     s = map_state(m);
+    if (m->partner && !m->reverse) {
+        pthread_mutex_unlock(&e->ctl_lock);
+        pc_error_set(err, -EBUSY, "mapping %s has a restore mapping, %s; delete that first",
+                     m->name, m->partner->name);
+        return -EBUSY;
+    }
+    int rr = m->reverse ? 0 : refuse_while_restoring(m, "delete", err);
+    if (rr < 0) {
+        pthread_mutex_unlock(&e->ctl_lock);
+        return rr;
+    }
+    if (m->reverse || atomic_load(&m->restoring)) {
+        /* Deleting a restore brings S back as it stands (rmfcmap -force). */
+        if (atomic_load(&m->restoring) && s == PC_MAP_COPYING && !force) {
+            pthread_mutex_unlock(&e->ctl_lock);
+            pc_error_set(err, -EBUSY, "mapping %s is restoring %s; stop it first, or force "
+                         "the delete (%s keeps what is restored so far)", m->name,
+                         m->tgt->name, m->tgt->name);
+            return -EBUSY;
+        }
+        restore_detach_locked(m);
+        set_state_locked(m, atomic_load(&m->complete) ? PC_MAP_IDLE_OR_COPIED : PC_MAP_STOPPED);
+        if (m->partner)
+            m->partner->partner = NULL;
+        m->partner = NULL;
+        s = map_state(m);
+    }
     if ((s == PC_MAP_COPYING || s == PC_MAP_STOPPING || s == PC_MAP_PREPARING ||
          s == PC_MAP_SUSPENDED) && !force) {
         pthread_mutex_unlock(&e->ctl_lock);
@@ -723,6 +1160,15 @@ int pc_map_delete(struct pc_map *m, bool force, struct pc_error *err)
         }
     }
     m->deleted = true;
+    if (m->group) {
+        m->group->nmaps--;                         /* group.c G1 */
+        m->group = NULL;
+    }
+    if (m->incremental) {
+        /* Cannot fail: a smaller set, or none. */
+        diffset_change_locked(m->src, m, false);
+        diffset_change_locked(m->tgt, m, false);
+    }
     atomic_store(&m->tgt->tgt_map, NULL);
     m->src->nmaps_as_source--;
     pthread_cond_broadcast(&e->state_cond);
@@ -733,6 +1179,10 @@ int pc_map_delete(struct pc_map *m, bool force, struct pc_error *err)
     meta_close(m, false);          /* the caller removes the file */
     bitmap_destroy(m->bits);
     m->bits = NULL;
+    for (unsigned i = 0; i < 2; i++) {
+        bitmap_destroy(atomic_load(&m->diff[i]));
+        atomic_store(&m->diff[i], NULL);
+    }
     /* Janitor jobs queued for m may still run; they find m->deleted.  The
      * struct itself is freed with the engine. */
     pthread_mutex_lock(&e->ctl_lock);
@@ -761,6 +1211,8 @@ void map_teardown_all(struct pc_engine *e)
     for (struct pc_volume *v = e->volumes; v; v = v->next) {
         free(atomic_load(&v->chain));
         atomic_store(&v->chain, NULL);
+        free(atomic_load(&v->diffs));
+        atomic_store(&v->diffs, NULL);
         atomic_store(&v->tgt_map, NULL);
         v->nmaps_as_source = 0;
     }
@@ -771,6 +1223,10 @@ void map_teardown_all(struct pc_engine *e)
         atomic_store(&m->in_chain, false);
         bitmap_destroy(m->bits);
         m->bits = NULL;
+        for (unsigned i = 0; i < 2; i++) {
+            bitmap_destroy(atomic_load(&m->diff[i]));
+            atomic_store(&m->diff[i], NULL);
+        }
         m->next = e->graveyard;
         e->graveyard = m;
     }
@@ -848,12 +1304,20 @@ int pc_map_info(struct pc_map *m, struct pc_map_info *info)
     info->copy_rate = atomic_load(&m->copy_rate);
     info->clean_rate = atomic_load(&m->clean_rate);
     info->incremental = m->incremental;
+    info->changes_recorded = m->incremental && atomic_load(&m->diff_valid);
+    if (info->changes_recorded && atomic_load(&m->diff[atomic_load(&m->dcur)]))
+        info->grains_changed = bitmap_count(atomic_load(&m->diff[atomic_load(&m->dcur)]));
     info->complete = atomic_load(&m->complete);
     info->start_hold_ns = m->start_hold_ns;
     info->start_ns = m->start_realtime_ns;
     info->persistent = m->meta != NULL;
     info->durability = meta_strict(m) || !m->meta ? PC_DURABILITY_STRICT : PC_DURABILITY_NONE;
     snprintf(info->invalid, sizeof info->invalid, "%s", m->invalid);
+    if (m->group)
+        snprintf(info->group, sizeof info->group, "%s", m->group->name);
+    info->restoring = atomic_load(&m->restoring);
+    if (m->partner)
+        snprintf(info->partner, sizeof info->partner, "%s", m->partner->name);
 
     bool fresh = info->state == PC_MAP_IDLE_OR_COPIED && !info->complete &&
                  !atomic_load(&m->in_chain);

@@ -74,14 +74,14 @@ bool thin_has_data(int fd, uint64_t s, uint64_t e)
 /* Describe [off, end) of fd in ext[n..max), merging alike neighbours; returns
  * the new count and sets *upto to where the description stops (end unless
  * ext filled up). */
-static unsigned file_status(int fd, uint64_t off, uint64_t end, struct pc_extent *ext,
+static unsigned file_status(int fd, uint64_t off, uint64_t end, struct pc_alloc_extent *ext,
                             unsigned n, unsigned max, uint64_t *upto)
 {
     while (off < end) {
         bool hole;
         uint64_t e;
         thin_probe(fd, off, end, &hole, &e);
-        uint32_t flags = hole ? PC_EXTENT_HOLE | PC_EXTENT_ZERO : 0;
+        uint32_t flags = hole ? PC_ALLOC_HOLE | PC_ALLOC_ZERO : 0;
         if (n && ext[n - 1].flags == flags) {
             ext[n - 1].len += e - off;
         } else if (n < max) {
@@ -100,7 +100,7 @@ static unsigned file_status(int fd, uint64_t off, uint64_t end, struct pc_extent
 #define BS_TRIES 8
 
 int pc_volume_block_status(struct pc_worker *w, struct pc_volume *v, uint64_t off,
-                           uint64_t len, struct pc_extent *ext, unsigned max)
+                           uint64_t len, struct pc_alloc_extent *ext, unsigned max)
 {
     if (!max || !len || off > v->size || len > v->size - off)
         return -EINVAL;
@@ -114,6 +114,11 @@ int pc_volume_block_status(struct pc_worker *w, struct pc_volume *v, uint64_t of
     switch (cow_route(v, &c, &k)) {
     case ROUTE_OFFLINE:
         r = -EIO;
+        break;
+    case ROUTE_RESTORED:
+        /* Under restore (restore.c): its grains move; "data" is true (H1). */
+        ext[0] = (struct pc_alloc_extent){ .len = len, .flags = 0 };
+        n = 1;
         break;
     case ROUTE_PLAIN:
     case ROUTE_SOURCE:
@@ -133,7 +138,7 @@ int pc_volume_block_status(struct pc_worker *w, struct pc_volume *v, uint64_t of
                 s = off;
             if (e > end)
                 e = end;
-            struct pc_extent save = n ? ext[n - 1] : (struct pc_extent){ 0 };
+            struct pc_alloc_extent save = n ? ext[n - 1] : (struct pc_alloc_extent){ 0 };
             unsigned m = file_status(from->fd, s, e, ext, n, max, &upto);
             struct chain *c2 = NULL;
             int k2 = -1;
@@ -155,7 +160,7 @@ int pc_volume_block_status(struct pc_worker *w, struct pc_volume *v, uint64_t of
             if (n && ext[n - 1].flags == 0)
                 ext[n - 1].len += e - s;
             else if (n < max)
-                ext[n++] = (struct pc_extent){ .len = e - s, .flags = 0 };
+                ext[n++] = (struct pc_alloc_extent){ .len = e - s, .flags = 0 };
             else
                 break;
             g = h;

@@ -52,6 +52,7 @@ extern "C" {
 struct pc_engine;
 struct pc_volume;
 struct pc_map;
+struct pc_group;
 struct pc_worker;
 
 /* A user-facing error: code is -errno, msg a full sentence naming the object. */
@@ -164,19 +165,19 @@ int  pc_io_sync(struct pc_engine *e, enum pc_io_op op, struct pc_volume *v,
  * Allocation, as a read of v would find it (NBD base:allocation): fills up
  * to max extents covering [off, off+len) from off (perhaps only a prefix)
  * and returns how many, or -errno (-EIO: an offline target).  An extent
- * with PC_EXTENT_HOLE|PC_EXTENT_ZERO reads as zeros from unallocated space
+ * with PC_ALLOC_HOLE|PC_ALLOC_ZERO reads as zeros from unallocated space
  * (for a target: in the volume its grains resolve to); flags 0 is data.
  * The answer was true at one instant during the call.  Worker thread only
  * (w = pc_worker_self()); it calls lseek(SEEK_DATA/SEEK_HOLE).
  */
-#define PC_EXTENT_HOLE  (1u << 0)
-#define PC_EXTENT_ZERO  (1u << 1)
-struct pc_extent {
+#define PC_ALLOC_HOLE  (1u << 0)
+#define PC_ALLOC_ZERO  (1u << 1)
+struct pc_alloc_extent {
     uint64_t len;
     uint32_t flags;
 };
 int  pc_volume_block_status(struct pc_worker *w, struct pc_volume *v, uint64_t off,
-                            uint64_t len, struct pc_extent *ext, unsigned max);
+                            uint64_t len, struct pc_alloc_extent *ext, unsigned max);
 
 /* Run fn(arg) on worker w, from any thread.  msg is the caller's until fn runs. */
 struct pc_msg {
@@ -230,7 +231,14 @@ struct pc_map_opts {
     uint32_t          grain_size;    /* 0 = 64 KiB; power of two 4 KiB–1 MiB */
     int               copy_rate;     /* 0–150 or PC_RATE_UNLIMITED; -1 = default 50 */
     int               clean_rate;    /* likewise; other negative values are refused */
-    bool              incremental;   /* reserved: accepted, recorded */
+    /*
+     * Record which grains change on source or target (a difference bitmap,
+     * durable like the split bits); a start after a complete copy then
+     * copies only the grains changed since the previous start.  Exported
+     * over NBD as the meta context pitcopy:changed (nbd/handshake.c).
+     */
+    bool              incremental;
+    struct pc_group  *group;         /* consistency group, or NULL (pc_map_set_group) */
     /*
      * Recreating a mapping a daemon knew before it restarted: its split
      * bitmap is not persisted yet, so it comes back idle_or_copied (the
@@ -267,6 +275,9 @@ struct pc_map_info {
     int               copy_rate;
     int               clean_rate;
     bool              incremental;
+    bool              changes_recorded; /* incremental, and the recording covers every change
+                                         * since the last start (a restart may copy only those) */
+    uint64_t          grains_changed;   /* grains written on source or target since the last start */
     bool              complete;         /* every grain split: the target is a whole image */
     bool              target_online;
     unsigned          dependent_mappings; /* older mappings in the chain */
@@ -276,6 +287,9 @@ struct pc_map_info {
     bool              persistent;         /* has a metadata file */
     enum pc_durability durability;
     char              invalid[256];       /* why a restart could not vouch for the target, or "" */
+    char              group[64];          /* consistency group, or "" */
+    bool              restoring;          /* a restore under way (or stopped unfinished) */
+    char              partner[64];        /* the mapping in the other direction, or "" */
 };
 
 int  pc_map_create(struct pc_engine *e, const struct pc_map_opts *opts,
@@ -298,6 +312,26 @@ int  pc_map_start(struct pc_map *m, struct pc_error *err);
  * begun, pc_map_wait() waits for the end.
  */
 int  pc_map_stop(struct pc_map *m, struct pc_error *err);
+/*
+ * Stop with split (stopfcmap -split): only once the target holds a whole
+ * image (progress 100).  The target stays online as an independent copy; what
+ * older mappings still need from it is cleaned to them at full speed, whatever
+ * the clean rate, and the mapping ends idle_or_copied (pc_map_wait).
+ */
+int  pc_map_stop_split(struct pc_map *m, struct pc_error *err);
+/*
+ * Restore (startfcmap -restore): m goes from T back to S, made while the
+ * mapping S -> T exists (its partner).  From the start S reads as T did at
+ * that instant, and the background copy (at m's copy rate) makes it so on
+ * disk; the forward mapping and S's other targets keep their own points in
+ * time (S's old contents go to them first, as for any write to S), and T
+ * stays readable and writable.  Needs T whole as a host reads it (its
+ * mapping copying, or idle_or_copied with the copy complete) and no cleaning
+ * on S's chain.  While it runs, S's mappings other than m cannot be started,
+ * stopped or deleted.  Stopping m leaves S offline (an incomplete image)
+ * until m is started again or deleted; it ends idle_or_copied.
+ */
+int  pc_map_start_restore(struct pc_map *m, struct pc_error *err);
 /* Delete an idle_or_copied or stopped mapping; force stops it first (and waits). */
 int  pc_map_delete(struct pc_map *m, bool force, struct pc_error *err);
 int  pc_map_set_copy_rate(struct pc_map *m, int rate, struct pc_error *err);
@@ -309,7 +343,67 @@ void pc_map_state_get(struct pc_map *m, enum pc_map_state *state, bool *complete
 /* Wait until the mapping is in state; timeout_ms < 0 waits forever. -ETIMEDOUT. */
 int  pc_map_wait(struct pc_map *m, enum pc_map_state state, int timeout_ms);
 
+/*
+ * Change recording of incremental mappings (engine/changed.c), for front
+ * ends on a worker thread.  pc_volume_changed_maps names the incremental
+ * mappings v belongs to (as source or target): up to max into names,
+ * returning how many there are.  pc_volume_changed_extents describes
+ * [off, off+len) as runs of grains changed or not since mapping map's last
+ * start, at most max of them from off on; returns how many.  Where the
+ * recording cannot vouch for a grain (never started, an incomplete copy, a
+ * crash with durability none, no such mapping) it reads as changed.
+ */
+struct pc_extent {
+    uint64_t len;
+    bool     changed;
+};
+unsigned pc_volume_changed_maps(struct pc_volume *v, char (*names)[64], unsigned max);
+unsigned pc_volume_changed_extents(struct pc_volume *v, const char *map, uint64_t off,
+                                   uint64_t len, struct pc_extent *ext, unsigned max);
+
 const char *pc_map_state_name(enum pc_map_state s);
+
+/* ------------------------------------------------------ consistency groups */
+
+/*
+ * A consistency group starts its mappings at one point in time: one write
+ * hold over every source and target at once, whatever the number of
+ * mappings or the size of their volumes.  Members are prepared, started and
+ * stopped through the group (pc_map_prepare/start/stop refuse them); a
+ * mapping joins or leaves while idle_or_copied or stopped.
+ */
+#define PC_GROUP_MAX_MAPS    512u           /* as Spectrum Virtualize */
+
+struct pc_group_info {
+    char              name[64];
+    bool              empty;              /* no mappings: the SVC "empty" state */
+    enum pc_map_state state;              /* the members' state (see pc_group_info) */
+    unsigned          mappings;
+    uint64_t          start_hold_ns;      /* how long the last start held writes */
+    uint64_t          start_ns;           /* CLOCK_REALTIME of the last start, 0 = never */
+};
+
+int  pc_group_create(struct pc_engine *e, const char *name, struct pc_group **out,
+                     struct pc_error *err);
+struct pc_group *pc_group_find(struct pc_engine *e, const char *name);
+/* -EBUSY while it has mappings, unless force: they then stay, stand-alone. */
+int  pc_group_delete(struct pc_group *g, bool force, struct pc_error *err);
+/* Join g (NULL: leave the group); the mapping is idle_or_copied or stopped. */
+int  pc_map_set_group(struct pc_map *m, struct pc_group *g, struct pc_error *err);
+/* Every member prepared (each flushes its source), or an error naming the first that failed. */
+int  pc_group_prepare(struct pc_group *g, struct pc_error *err);
+/* The point in time for every member: prepares first where needed. */
+int  pc_group_start(struct pc_group *g, struct pc_error *err);
+/* Stop every started member (split: pc_map_stop_split for each; all must be complete). */
+int  pc_group_stop(struct pc_group *g, bool split, struct pc_error *err);
+/*
+ * The state: empty without members; else the members' common state, or
+ * when they differ the first present of suspended, preparing, stopping,
+ * copying, stopped, prepared, idle_or_copied (the one that needs acting on).
+ */
+int  pc_group_info(struct pc_group *g, struct pc_group_info *info);
+/* Up to max members (in the order they joined); returns how many there are. */
+unsigned pc_group_members(struct pc_group *g, struct pc_map **out, unsigned max);
 /* Bytes per second for a copy/clean rate (SVC table); 0 for 0, UINT64_MAX for unlimited. */
 uint64_t pc_rate_bytes_per_sec(int rate);
 /* Parse "0".."150" or "unlimited"; -EINVAL otherwise. */

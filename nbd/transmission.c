@@ -30,6 +30,9 @@
  *                          and zero where the volume (for a target: where its
  *                          grains resolve) has no data; up to
  *                          NBD_BS_MAX_EXTENTS descriptors, one with REQ_ONE.
+ *                          pitcopy:changed[:MAP]: runs of grains, flag 1 =
+ *                          changed since the mapping's last start
+ *                          (engine/changed.c), one chunk per context, in buf.
  *   DISC                   no reply: the connection drains and closes.
  *
  *   While the server stops (N6), every request but DISC is refused with
@@ -135,7 +138,7 @@ static int validate(const struct nbd_conn *c, const struct nbd_req *r)
         return r->cmd == NBD_CMD_WRITE || r->cmd == NBD_CMD_WRITE_ZEROES ? -ENOSPC : -EINVAL;
     if ((r->offset | r->count) % NBD_MIN_BLOCK)
         return -EINVAL;
-    if (r->cmd == NBD_CMD_BLOCK_STATUS && !c->meta_allocation)
+    if (r->cmd == NBD_CMD_BLOCK_STATUS && !c->meta_allocation && !c->nchanged)
         return -EINVAL;
     return 0;
 }
@@ -230,30 +233,14 @@ static void build_reply(struct nbd_conn *c, struct nbd_req *r)
         }
         r->data_len = r->count;
         break;
+    case NBD_CMD_BLOCK_STATUS:
+        /* hdr holds the base:allocation chunk (alloc_status), buf the
+         * pitcopy:changed ones (changed_status). */
+        r->data_len = r->bs_len;
+        break;
     default:
         put_simple(r, NBD_SUCCESS);
         break;
-    }
-}
-
-/* A BLOCK_STATUS reply: n descriptors of base:allocation (context 1). */
-static void build_block_status(struct nbd_req *r, const struct pc_extent *ext, unsigned n)
-{
-    struct nbd_chunk_block_status bs = { .context_id = htobe32(1) };
-    uint32_t len = (uint32_t)(sizeof bs + n * sizeof(struct nbd_block_descriptor));
-
-    r->data_len = 0;
-    put_structured(r, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, len);
-    memcpy(r->hdr + r->hdr_len, &bs, sizeof bs);
-    r->hdr_len += sizeof bs;
-    for (unsigned i = 0; i < n; i++) {
-        uint32_t f = (ext[i].flags & PC_EXTENT_HOLE ? NBD_STATE_HOLE : 0) |
-                     (ext[i].flags & PC_EXTENT_ZERO ? NBD_STATE_ZERO : 0);
-        /* Each fits: the request's count is 32 bits and bounds the sum. */
-        struct nbd_block_descriptor d = { .length = htobe32((uint32_t)ext[i].len),
-                                          .status_flags = htobe32(f) };
-        memcpy(r->hdr + r->hdr_len, &d, sizeof d);
-        r->hdr_len += sizeof d;
     }
 }
 
@@ -355,6 +342,82 @@ static void req_done(struct pc_io *io, int res)
     nbd_conn_reply(c, r);
 }
 
+/* The pitcopy:changed chunks of a BLOCK_STATUS reply, into r->buf: one per
+ * context, the last one final. */
+static int changed_status(struct nbd_conn *c, struct nbd_req *r)
+{
+    const uint32_t per = sizeof(struct nbd_structured_reply) + sizeof(struct nbd_chunk_block_status) +
+                         NBD_CHANGED_EXTENTS * sizeof(struct nbd_block_descriptor);
+    struct pc_extent ext[NBD_CHANGED_EXTENTS];
+    uint32_t len = 0;
+
+    r->bs_len = 0;
+    if (!c->nchanged)
+        return 0;
+    r->buf_len = (c->nchanged * per + PC_BLOCK_SIZE - 1) / PC_BLOCK_SIZE * PC_BLOCK_SIZE;
+    r->buf = pc_buf_alloc(c->nw->w, r->buf_len);
+    if (!r->buf) {
+        r->buf_len = 0;
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < c->nchanged; i++) {
+        unsigned max = r->flags & NBD_CMD_FLAG_REQ_ONE ? 1 : NBD_CHANGED_EXTENTS;
+        unsigned n = pc_volume_changed_extents(c->vol, c->changed[i], r->offset, r->count,
+                                               ext, max);
+        uint8_t *p = (uint8_t *)r->buf + len;
+        struct nbd_structured_reply h = {
+            .magic = htobe32(NBD_STRUCTURED_REPLY_MAGIC),
+            .flags = htobe16(i + 1 == c->nchanged ? NBD_REPLY_FLAG_DONE : 0),
+            .type = htobe16(NBD_REPLY_TYPE_BLOCK_STATUS),
+            .cookie = r->cookie,
+            .length = htobe32((uint32_t)(sizeof(struct nbd_chunk_block_status) +
+                                         n * sizeof(struct nbd_block_descriptor))),
+        };
+        struct nbd_chunk_block_status bs = { .context_id = htobe32(2u + i) };
+        memcpy(p, &h, sizeof h);
+        memcpy(p + sizeof h, &bs, sizeof bs);
+        p += sizeof h + sizeof bs;
+        for (unsigned j = 0; j < n; j++) {
+            struct nbd_block_descriptor d = {
+                .length = htobe32((uint32_t)ext[j].len),
+                .status_flags = htobe32(ext[j].changed ? NBD_STATE_CHANGED : 0),
+            };
+            memcpy(p, &d, sizeof d);
+            p += sizeof d;
+        }
+        len = (uint32_t)(p - (uint8_t *)r->buf);
+    }
+    r->bs_len = len;
+    return 0;
+}
+
+/* The base:allocation chunk of a BLOCK_STATUS reply, into hdr (context 1);
+ * final unless pitcopy:changed chunks follow in buf. */
+static int alloc_status(struct nbd_conn *c, struct nbd_req *r)
+{
+    struct pc_alloc_extent ext[NBD_BS_MAX_EXTENTS];
+    int n = pc_volume_block_status(c->nw->w, c->vol, r->offset, r->count, ext,
+                                   r->flags & NBD_CMD_FLAG_REQ_ONE ? 1 : NBD_BS_MAX_EXTENTS);
+    struct nbd_chunk_block_status bs = { .context_id = htobe32(1) };
+
+    if (n < 0)
+        return n;
+    put_structured(r, r->bs_len ? 0 : NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS,
+                   (uint32_t)(sizeof bs + (unsigned)n * sizeof(struct nbd_block_descriptor)));
+    memcpy(r->hdr + r->hdr_len, &bs, sizeof bs);
+    r->hdr_len += sizeof bs;
+    for (int i = 0; i < n; i++) {
+        uint32_t f = (ext[i].flags & PC_ALLOC_HOLE ? NBD_STATE_HOLE : 0) |
+                     (ext[i].flags & PC_ALLOC_ZERO ? NBD_STATE_ZERO : 0);
+        /* Each fits: the request's count is 32 bits and bounds the sum. */
+        struct nbd_block_descriptor d = { .length = htobe32((uint32_t)ext[i].len),
+                                          .status_flags = htobe32(f) };
+        memcpy(r->hdr + r->hdr_len, &d, sizeof d);
+        r->hdr_len += sizeof d;
+    }
+    return 0;
+}
+
 static void execute(struct nbd_conn *c, struct nbd_req *r)
 {
     switch (r->cmd) {
@@ -384,16 +447,11 @@ static void execute(struct nbd_conn *c, struct nbd_req *r)
         zero_next(c, r);
         return;
     case NBD_CMD_BLOCK_STATUS: {
-        struct pc_extent ext[NBD_BS_MAX_EXTENTS];
-        int n = pc_volume_block_status(c->nw->w, c->vol, r->offset, r->count, ext,
-                                       r->flags & NBD_CMD_FLAG_REQ_ONE ? 1 : NBD_BS_MAX_EXTENTS);
-        if (n < 0) {
-            reply_now(c, r, n);
-            return;
-        }
-        r->err = 0;
-        build_block_status(r, ext, (unsigned)n);
-        nbd_conn_reply(c, r);
+        int err = changed_status(c, r);
+        r->hdr_len = 0;
+        if (!err && c->meta_allocation)
+            err = alloc_status(c, r);
+        reply_now(c, r, err);
         return;
     }
     default:

@@ -33,6 +33,11 @@
  *       the stop's grace period sets them (COW and I3 skip stopping
  *       mappings; its target is offline or fully copied; its background
  *       copy has ended).  So one cleaning pass over its bits suffices.
+ *   Zeroing (PC_IO_ZERO: NBD TRIM, WRITE_ZEROES) is a write in every rule
+ *   here — hold, copy-on-write, I3, merges — whose own I/O is a punch.  A
+ *   copy or merge of a grain that reads as zeros goes to its target as a
+ *   hole (gop_write_extent, thin.c), its bit durable by the same rule (I1).
+ *
  *   I5  A target read is accepted only if lookup() gives the same volume,
  *       under the same chain snapshot, after the read completed as before it
  *       was issued; otherwise the range is read again.  Every change that

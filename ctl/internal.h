@@ -26,6 +26,7 @@
 #include <pthread.h>
 
 #include "ctl/protocol.h"
+#include "mgmt/mgmt.h"
 
 struct ctl_vol {
     struct ctl_vol   *next;
@@ -86,6 +87,7 @@ int  ctl_rate_from_json(const json_t *j, int *rate);
 
 /* methods.c */
 struct ctl_call {
+    const char        *method;    /* its name, as the table has it */
     struct ctl_server *srv;
     struct ctl_state  *st;
     int                fd;        /* the client's, to notice it leaving a wait */
@@ -103,6 +105,7 @@ enum ctl_ptype {
     CTL_P_BOOL,
     CTL_P_RATE,       /* see ctl_rate_from_json */
     CTL_P_STATE,      /* a mapping state's name */
+    CTL_P_TEXT,       /* string, 0-4095 bytes, no NUL or newline (mgmt checks more) */
 };
 
 struct ctl_param {
@@ -113,6 +116,7 @@ struct ctl_param {
 };
 
 #define CTL_MAX_PARAMS 8
+#define CTL_TEXT_MAX   4096
 
 struct ctl_method {
     const char      *name;
@@ -129,5 +133,7 @@ int  ctl_params_validate(const struct ctl_method *m, const json_t *params,
 /* server.c: for the methods that need the server. */
 bool ctl_server_stopping(const struct ctl_server *s);
 json_t *ctl_server_status(struct ctl_server *s);
+/* The management layer (NULL when the daemon runs without one). */
+struct mgmt *ctl_server_mgmt(struct ctl_server *s);
 
 #endif

@@ -132,11 +132,20 @@ struct ctl_server_opts {
     /* for status: NBD connections open now */
     unsigned  (*nbd_connections)(void *arg);
     void       *nbd_arg;
+    struct mgmt *mgmt;         /* system.*, session.*, schedule.* (NULL: none) */
 };
 
 /* Fails -EADDRINUSE when a server answers on o->path (ctl_socket_clear). */
 int  ctl_server_start(struct pc_engine *e, const struct ctl_server_opts *o,
                       struct ctl_server **out, struct pc_error *err);
+/*
+ * Run one control method in-process, exactly as a request on the socket
+ * would (validated against the method's table, state saved), for the
+ * management layer's local driver: an mgmt_call_fn with arg = the server.
+ * params stolen; the result is the caller's.
+ */
+int  ctl_server_call(void *server, const char *method, json_t *params, json_t **result,
+                     struct pc_error *err);
 /*
  * Stop accepting, tell every connection to finish (a request in progress
  * completes; a map.wait returns -ESHUTDOWN), and wait up to timeout_ms for

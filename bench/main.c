@@ -663,6 +663,124 @@ static int bench_establish(struct bench *b)
 }
 
 /* ------------------------------------------------------------------------
+ * group_hold_us_1 / _16 / _128: a consistency group's start holds writes on
+ * every source and target at once; the hold must not grow with the number of
+ * mappings beyond what setting and draining each volume costs (goal: within
+ * 1 ms of one mapping's, and under 1 ms).  Each mapping has its own 1 GiB
+ * source and target (sparse, in /dev/shm).  Detail: the same under 4 KiB
+ * random writes to the first source. */
+
+static int group_series(struct bench *b, struct pc_group *g, struct pc_map **ms, unsigned n,
+                        struct pc_volume *load_on, double *hold)
+{
+    struct bg_load l = { .e = b->e };
+    int r = 0;
+    if (load_on) {
+        l.spec = (struct load_spec){ .vol = load_on, .op = PC_IO_WRITE, .bs = IO_4K, .qd = QD,
+                                     .pattern = LOAD_RANDOM, .span = pc_volume_size(load_on),
+                                     .seconds = 120, .stop = &l.stop, .seed = next_seed(b) };
+        if ((r = -pthread_create(&l.th, NULL, bg_load_main, &l)) < 0)
+            return fail(b, r, "cannot start a load thread: %s", strerror(-r));
+        usleep(50 * 1000);
+    }
+    for (unsigned i = 0; i <= b->runs && r == 0; i++) {
+        struct pc_error err = { 0 };
+        struct pc_group_info gi;
+        if ((r = pc_group_start(g, &err)) < 0) {
+            r = fail(b, r, "%s", err.msg);
+            break;
+        }
+        pc_group_info(g, &gi);
+        if (i > 0)
+            hold[i - 1] = (double)gi.start_hold_ns / 1e3;
+        if ((r = pc_group_stop(g, false, &err)) < 0) {
+            r = fail(b, r, "%s", err.msg);
+            break;
+        }
+        for (unsigned k = 0; k < n; k++)
+            pc_map_wait(ms[k], PC_MAP_STOPPED, -1);
+    }
+    if (load_on) {
+        atomic_store(&l.stop, true);
+        pthread_join(l.th, NULL);
+        if (r == 0 && l.rc < 0)
+            r = fail(b, l.rc, "writes during the group starts failed: %s", strerror(-l.rc));
+    }
+    return r;
+}
+
+static int bench_group_hold(struct bench *b)
+{
+    static const unsigned counts[] = { 1, 16, 128 };
+    static const char *const names[] = { "group_hold_us_1", "group_hold_us_16",
+                                         "group_hold_us_128" };
+    enum { IDLE, LOADED, NSERIES };
+    double hold[3][NSERIES][MAX_RUNS];
+    struct bvol vols[2 * 128] = { { 0 } };
+    struct pc_map *ms[128] = { NULL };
+    int r = 0;
+
+    if (!b->shm[0] && (r = make_dir(b, "/dev/shm", b->shm)) < 0)
+        return r;
+    for (unsigned c = 0; c < 3 && r == 0; c++) {
+        unsigned n = counts[c];
+        char gname[32];
+        struct pc_group *g = NULL;
+        struct pc_error err = { 0 };
+        snprintf(gname, sizeof gname, "bench-cg%u", n);
+        if ((r = pc_group_create(b->e, gname, &g, &err)) < 0) {
+            r = fail(b, r, "%s", err.msg);
+            break;
+        }
+        for (unsigned k = 0; k < n && r == 0; k++) {
+            char sn[32], tn[32];
+            snprintf(sn, sizeof sn, "cg-src%u", k);
+            snprintf(tn, sizeof tn, "cg-tgt%u", k);
+            if ((r = vol_fresh(b, b->shm, sn, 1 * GiB, &vols[2 * k])) < 0 ||
+                (r = vol_fresh(b, b->shm, tn, 1 * GiB, &vols[2 * k + 1])) < 0)
+                break;
+            struct pc_map_opts o = { .source = vols[2 * k].v, .target = vols[2 * k + 1].v,
+                                     .grain_size = b->grain, .copy_rate = 0,
+                                     .clean_rate = PC_RATE_UNLIMITED, .group = g };
+            if ((r = pc_map_create(b->e, &o, &ms[k], &err)) < 0)
+                r = fail(b, r, "%s", err.msg);
+        }
+        if (r == 0)
+            r = group_series(b, g, ms, n, NULL, hold[c][IDLE]);
+        if (r == 0)
+            r = group_series(b, g, ms, n, vols[0].v, hold[c][LOADED]);
+        for (unsigned k = 0; k < n; k++) {
+            map_drop(&ms[k]);
+            vol_drop(&vols[2 * k + 1]);
+            vol_drop(&vols[2 * k]);
+        }
+        if (g)
+            pc_group_delete(g, true, NULL);
+        if (r == 0)
+            logf_("%s: hold %.2f us idle, %.2f us under writes to one source (medians of %u)",
+                  names[c], median(hold[c][IDLE], b->runs), median(hold[c][LOADED], b->runs),
+                  b->runs);
+    }
+    if (r < 0)
+        return r;
+    for (unsigned c = 0; c < 3; c++) {
+        struct result res = result_new(names[c], "us", 1.0, "~=");
+        res.value_max = 1000;
+        res.abs_tol = 1000;
+        memcpy(res.runs, hold[c][IDLE], b->runs * sizeof(double));
+        memcpy(res.base_runs, hold[0][IDLE], b->runs * sizeof(double));
+        res.nruns = res.nbase = b->runs;
+        res.unpaired = true;     /* ratio: median hold here / median hold with one mapping */
+        res.ratio = median(hold[c][IDLE], b->runs) / median(hold[0][IDLE], b->runs);
+        detail_num(&res, "mappings", counts[c]);
+        detail_num(&res, "hold_us_source_writes", median(hold[c][LOADED], b->runs));
+        detail_runs(&res, "hold_us_source_writes_runs", hold[c][LOADED], b->runs);
+        emit(b, &res, c);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
  * meta_bits_per_grain: a mapping's metadata is its split bitmap (engine/
  * internal.h, struct pc_map::bits); build one of the same grain count, set
  * every bit, and ask it what it holds. */
@@ -1175,6 +1293,8 @@ static const struct group {
 } groups[] = {
     { { "establish_us_1g", "establish_us_1t", "establish_us_1p" }, bench_establish, true, NULL },
     { { "meta_bits_per_grain" }, bench_meta, false, NULL },
+    { { "group_hold_us_1", "group_hold_us_16", "group_hold_us_128" }, bench_group_hold, true,
+      NULL },
     { { "loadgen_vs_fio_randread", "loadgen_vs_fio_randwrite" }, bench_loadgen, true, NULL },
     { { "bgcopy", "bgcopy_vs_qemu_img" }, bench_bgcopy, true, NULL },
     { { "cow_first_touch" }, bench_cow, true, NULL },

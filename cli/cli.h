@@ -168,5 +168,12 @@ int cmd_schedule_remove(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_schedule_print_crontab(struct cli_ctx *ctx, int argc, char **argv);
 /* schedule.c: "initiate-background-copy" -> "background_copy"; others as they are. */
 const char *cli_action_name(const char *word);
+int cmd_group_create(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_group_delete(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_group_list(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_group_show(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_group_prepare(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_group_start(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_group_stop(struct cli_ctx *ctx, int argc, char **argv);
 
 #endif

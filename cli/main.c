@@ -137,7 +137,7 @@ static const struct cli_cmd commands[] = {
       "  pitcopy volume delete db-copy --keep-file\n" },
     { "map", "create", cmd_map_create,
       "map create SOURCE TARGET [--name NAME] [--grain SIZE] [--copy-rate RATE] "
-      "[--clean-rate RATE]",
+      "[--clean-rate RATE] [--group G] [--autodelete]",
       "Create a mapping SOURCE -> TARGET (volumes of the same size).  It starts\n"
       "idle_or_copied; `pitcopy map start` makes the point-in-time copy.\n"
       "\n"
@@ -147,10 +147,15 @@ static const struct cli_cmd commands[] = {
       "                    all mappings of one source share it)\n"
       "  --copy-rate RATE  background copy rate 0-150 or unlimited (default 50 =\n"
       "                    2 MiB/s; 0 = no background copy)\n"
-      "  --clean-rate RATE cleaning rate, likewise (default 50)\n" STATE_HELP
+      "  --clean-rate RATE cleaning rate, likewise (default 50)\n"
+      "  --group G         member of consistency group G (`pitcopy group create`):\n"
+      "                    prepared, started and stopped with the group\n"
+      "  --autodelete      delete the mapping once its background copy completes\n"
+      "                    (and no older mapping reads through its target)\n" STATE_HELP
       "\n"
       "Example:\n"
-      "  pitcopy map create db db-copy --name nightly --copy-rate 80\n" },
+      "  pitcopy map create db db-copy --name nightly --copy-rate 80\n"
+      "  pitcopy map create db db-clone --copy-rate unlimited --autodelete\n" },
     { "map", "prepare", cmd_map_prepare,
       "map prepare NAME",
       "Prepare a mapping (idle_or_copied or stopped -> prepared): its target goes\n"
@@ -172,12 +177,18 @@ static const struct cli_cmd commands[] = {
       "Example:\n"
       "  pitcopy map start nightly && pitcopy map wait nightly\n" },
     { "map", "stop", cmd_map_stop,
-      "map stop NAME",
-      "Stop a copying or prepared mapping.  A copying one first cleans (stopping)\n"
-      "and ends stopped, its target offline, or idle_or_copied if the copy was\n"
-      "complete.\n"
+      "map stop NAME [--split]",
+      "Stop a copying or prepared mapping.  A copying one first cleans (stopping):\n"
+      "the grains older mappings of its source still read through its target go\n"
+      "to them at the clean rate; it ends stopped, its target offline, or\n"
+      "idle_or_copied if the copy was complete.  A member of a consistency group\n"
+      "stops with its group.\n"
       "\n"
-      "Options:\n" STATE_HELP
+      "Options:\n"
+      "  --split           only at progress 100: the target becomes an independent\n"
+      "                    copy at once (it stays online); what older mappings need\n"
+      "                    from it is cleaned at full speed, whatever the clean rate\n"
+      STATE_HELP
       "\n"
       "Example:\n"
       "  pitcopy map stop nightly && pitcopy map wait nightly --state stopped\n" },
@@ -192,12 +203,18 @@ static const struct cli_cmd commands[] = {
       "Example:\n"
       "  pitcopy map delete nightly --force\n" },
     { "map", "set", cmd_map_set,
-      "map set NAME [--copy-rate RATE] [--clean-rate RATE]",
-      "Change a mapping's copy rate, clean rate or both, at any time.\n"
+      "map set NAME [--copy-rate RATE] [--clean-rate RATE] [--group G | --no-group] "
+      "[--autodelete on|off]",
+      "Change a mapping's rates (at any time, taking effect at once), its\n"
+      "consistency group (while idle_or_copied or stopped) or autodelete.\n"
       "\n"
       "Options:\n"
       "  --copy-rate RATE  0-150 or unlimited\n"
-      "  --clean-rate RATE 0-150 or unlimited\n" STATE_HELP
+      "  --clean-rate RATE 0-150 or unlimited\n"
+      "  --group G         join consistency group G\n"
+      "  --no-group        leave its consistency group\n"
+      "  --autodelete on|off  on: delete the mapping once its copy completes (at\n"
+      "                    once if it has)\n" STATE_HELP
       "\n"
       "Example:\n"
       "  pitcopy map set nightly --copy-rate unlimited\n" },
@@ -236,6 +253,77 @@ static const struct cli_cmd commands[] = {
       "\n"
       "Example:\n"
       "  pitcopy map wait nightly --timeout 2h\n" },
+    { "group", "create", cmd_group_create,
+      "group create NAME",
+      "Create a consistency group: mappings that start at one point in time.  Add\n"
+      "mappings with `pitcopy map create ... --group NAME` or `map set --group`.\n"
+      "\n"
+      "Options:\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy group create bank\n"
+      "  pitcopy map create db-log  log-copy   --group bank\n"
+      "  pitcopy map create db-data data-copy  --group bank\n"
+      "  pitcopy group start bank\n" },
+    { "group", "delete", cmd_group_delete,
+      "group delete NAME [--force]",
+      "Delete a consistency group.\n"
+      "\n"
+      "Options:\n"
+      "  --force           delete it although it has mappings: they stay,\n"
+      "                    stand-alone, in whatever state they are\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy group delete bank --force\n" },
+    { "group", "list", cmd_group_list,
+      "group list [--json]",
+      "List the consistency groups: state, number of mappings, last start.\n"
+      "\n"
+      "Options:\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy group list\n" },
+    { "group", "show", cmd_group_show,
+      "group show NAME [--json]",
+      "Show a consistency group: its state (empty without mappings; else its\n"
+      "mappings' state, or the one needing attention when they differ), its\n"
+      "mappings, and how long its last start held writes.  `pitcopy map list`\n"
+      "gives each member's progress.\n"
+      "\n"
+      "Options:\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy group show bank --json | jq .mappings\n" },
+    { "group", "prepare", cmd_group_prepare,
+      "group prepare NAME",
+      "Prepare every mapping of the group (each flushes its source); their targets\n"
+      "go offline, ready for the start.\n"
+      "\n"
+      "Options:\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy group prepare bank\n" },
+    { "group", "start", cmd_group_start,
+      "group start NAME",
+      "Start every mapping of the group at one point in time: writes to all their\n"
+      "sources are held at once for a moment (reported; it does not grow with the\n"
+      "size of the volumes), so a write that depends on another (a table after\n"
+      "its log) is never in a copy without the one before it.  Prepares first.\n"
+      "\n"
+      "Options:\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy group start bank\n" },
+    { "group", "stop", cmd_group_stop,
+      "group stop NAME [--split]",
+      "Stop every started mapping of the group (see `pitcopy map stop`).\n"
+      "\n"
+      "Options:\n"
+      "  --split           every mapping must be at progress 100; each target\n"
+      "                    becomes an independent copy at once\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy group stop bank\n" },
     { "system", "add", cmd_system_add,
       "system add NAME --type local",
       "Add a storage system sessions can use.  Type local is this daemon's own\n"
@@ -447,8 +535,8 @@ static const struct cli_cmd commands[] = {
 
 #define NCMDS (sizeof commands / sizeof commands[0])
 
-/* A command word that takes a subcommand ("volume", "session", ...). */
-static bool is_group(const char *w)
+/* A word that takes a subcommand (`pitcopy map start`): any group in the table. */
+static bool is_noun(const char *w)
 {
     for (size_t i = 0; i < NCMDS; i++)
         if (commands[i].group && strcmp(commands[i].group, w) == 0)
@@ -647,7 +735,7 @@ int main(int argc, char **argv)
             break;
         }
         words[nw++] = i;
-        if (nw == 1 && is_group(a))
+        if (nw == 1 && is_noun(a))
             need = 2;
         if (nw == 1 && strcmp(a, "help") == 0)
             need = 3;   /* pitcopy help map wait */
@@ -675,10 +763,10 @@ int main(int argc, char **argv)
         }
         w0 = w1;
         w1 = nw > 2 ? argv[words[2]] : NULL;
-        if (!is_group(w0))
+        if (!is_noun(w0))
             w1 = NULL;
     }
-    bool group = is_group(w0);
+    bool group = is_noun(w0);
     if (group && !w1) {
         if (help) {
             print_group_help(stdout, w0);

@@ -57,6 +57,9 @@ static void map_print(const json_t *m)
     out_kv("target online", "%s", out_bool(m, "target_online") ? "yes" : "no");
     out_kv("dependent mappings", "%lld", out_int(m, "dependent_mappings"));
     out_kv("grains to clean", "%lld", out_int(m, "grains_to_clean"));
+    out_kv("consistency group", "%s",
+           json_is_string(json_object_get(m, "group")) ? out_str(m, "group") : "none");
+    out_kv("autodelete", "%s", out_bool(m, "autodelete") ? "on" : "off");
     if (json_is_string(json_object_get(m, "started_at")))
         out_kv("last start", "%s, writes held %.3f ms", out_str(m, "started_at"),
                (double)out_int(m, "start_hold_ns") / 1e6);
@@ -111,15 +114,45 @@ int cmd_map_start(struct cli_ctx *ctx, int argc, char **argv)
 
 int cmd_map_stop(struct cli_ctx *ctx, int argc, char **argv)
 {
-    return map_simple(ctx, argc, argv, "map.stop", MAP_SLOW_TIMEOUT_MS);
+    bool split = false;
+    struct args_opt opts[] = {
+        ARGS_OPT_FLAG("split", &split),
+        CLI_COMMON_OPTS(ctx), ARGS_OPT_END,
+    };
+    struct args a;
+    json_t *res;
+    int rc = cli_parse(ctx, argc, argv, opts, &a, 1, 1);
+    if (rc >= 0)
+        return rc;
+    json_t *params = json_pack("{s:s}", "name", a.pos[0]);
+    if (split)
+        json_object_set_new(params, "split", json_true());
+    rc = cli_call(ctx, "map.stop", params, MAP_SLOW_TIMEOUT_MS, &res);
+    if (rc)
+        return rc;
+    if (ctx->json) {
+        out_json(res);
+    } else {
+        printf("mapping %s is %s", out_str(res, "name"), out_str(res, "state"));
+        if (strcmp(out_str(res, "state"), "stopping") == 0)
+            printf(" (cleaning %lld grains%s)", out_int(res, "grains_to_clean"),
+                   split ? " at full speed: split" : "");
+        printf("; target %s is %s\n", out_str(res, "target"),
+               out_bool(res, "target_online") ? "online" : "offline");
+    }
+    json_decref(res);
+    return CLI_OK;
 }
 
 int cmd_map_create(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const char *name = NULL, *grain = NULL, *copy = NULL, *clean = NULL;
+    const char *name = NULL, *grain = NULL, *copy = NULL, *clean = NULL, *group = NULL;
+    bool autodelete = false;
     struct args_opt opts[] = {
         ARGS_OPT_VALUE("name", &name),
         ARGS_OPT_VALUE("grain", &grain),
+        ARGS_OPT_VALUE("group", &group),
+        ARGS_OPT_FLAG("autodelete", &autodelete),
         ARGS_OPT_VALUE("copy-rate", &copy),
         ARGS_OPT_VALUE("clean-rate", &clean),
         CLI_COMMON_OPTS(ctx), ARGS_OPT_END,
@@ -132,6 +165,10 @@ int cmd_map_create(struct cli_ctx *ctx, int argc, char **argv)
     params = json_pack("{s:s, s:s}", "source", a.pos[0], "target", a.pos[1]);
     if (name)
         json_object_set_new(params, "name", json_string(name));
+    if (group)
+        json_object_set_new(params, "group", json_string(group));
+    if (autodelete)
+        json_object_set_new(params, "autodelete", json_true());
     if (grain) {
         uint64_t g;
         if (args_parse_size(grain, &g) < 0 || g == 0 || g > INT32_MAX) {
@@ -156,9 +193,10 @@ int cmd_map_create(struct cli_ctx *ctx, int argc, char **argv)
         char g[32], cr[64];
         args_format_size((uint64_t)out_int(res, "grain_size"), g, sizeof g);
         out_rate(res, "copy_rate", cr, sizeof cr);
-        printf("mapping %s created: %s -> %s, %s grains, copy rate %s; %s\n",
+        printf("mapping %s created: %s -> %s, %s grains, copy rate %s%s%s%s; %s\n",
                out_str(res, "name"), out_str(res, "source"), out_str(res, "target"), g, cr,
-               out_str(res, "state"));
+               group ? ", consistency group " : "", group ? group : "",
+               autodelete ? ", autodelete" : "", out_str(res, "state"));
     }
     json_decref(res);
     return CLI_OK;
@@ -190,10 +228,14 @@ int cmd_map_delete(struct cli_ctx *ctx, int argc, char **argv)
 
 int cmd_map_set(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const char *copy = NULL, *clean = NULL;
+    const char *copy = NULL, *clean = NULL, *group = NULL, *autodel = NULL;
+    bool no_group = false;
     struct args_opt opts[] = {
         ARGS_OPT_VALUE("copy-rate", &copy),
         ARGS_OPT_VALUE("clean-rate", &clean),
+        ARGS_OPT_VALUE("group", &group),
+        ARGS_OPT_FLAG("no-group", &no_group),
+        ARGS_OPT_VALUE("autodelete", &autodel),
         CLI_COMMON_OPTS(ctx), ARGS_OPT_END,
     };
     struct args a;
@@ -201,9 +243,18 @@ int cmd_map_set(struct cli_ctx *ctx, int argc, char **argv)
     int rc = cli_parse(ctx, argc, argv, opts, &a, 1, 1);
     if (rc >= 0)
         return rc;
-    if (!copy && !clean)
-        return cli_usage_error(ctx, "give --copy-rate, --clean-rate or both");
+    if (!copy && !clean && !group && !no_group && !autodel)
+        return cli_usage_error(ctx, "give --copy-rate, --clean-rate, --group, --no-group or "
+                               "--autodelete");
+    if (group && no_group)
+        return cli_usage_error(ctx, "--group and --no-group contradict each other");
+    if (autodel && strcmp(autodel, "on") != 0 && strcmp(autodel, "off") != 0)
+        return cli_usage_error(ctx, "--autodelete: '%s' is not on or off", autodel);
     params = json_pack("{s:s}", "name", a.pos[0]);
+    if (group || no_group)
+        json_object_set_new(params, "group", json_string(group ? group : ""));
+    if (autodel)
+        json_object_set_new(params, "autodelete", json_boolean(strcmp(autodel, "on") == 0));
     if ((rc = rate_opt(ctx, "copy-rate", copy, params, "copy_rate")) >= 0 ||
         (rc = rate_opt(ctx, "clean-rate", clean, params, "clean_rate")) >= 0) {
         json_decref(params);
@@ -218,7 +269,10 @@ int cmd_map_set(struct cli_ctx *ctx, int argc, char **argv)
         char cr[64], cl[64];
         out_rate(res, "copy_rate", cr, sizeof cr);
         out_rate(res, "clean_rate", cl, sizeof cl);
-        printf("mapping %s: copy rate %s, clean rate %s\n", out_str(res, "name"), cr, cl);
+        printf("mapping %s: copy rate %s, clean rate %s, consistency group %s, autodelete %s\n",
+               out_str(res, "name"), cr, cl,
+               json_is_string(json_object_get(res, "group")) ? out_str(res, "group") : "none",
+               out_bool(res, "autodelete") ? "on" : "off");
     }
     json_decref(res);
     return CLI_OK;
@@ -227,8 +281,9 @@ int cmd_map_set(struct cli_ctx *ctx, int argc, char **argv)
 static void map_list_print(const json_t *res)
 {
     static const char *const hdr[] = { "NAME", "SOURCE", "TARGET", "STATE", ">PROGRESS",
-                                       ">GRAIN", ">COPY", ">CLEAN" };
-    struct out_table *t = out_table_new(8, hdr);
+                                       ">GRAIN", ">COPY", ">CLEAN", ">DEPENDENTS",
+                                       ">TO CLEAN", "GROUP" };
+    struct out_table *t = out_table_new(11, hdr);
     const json_t *m;
     size_t i;
     json_array_foreach(json_object_get(res, "mappings"), i, m) {
@@ -242,8 +297,13 @@ static void map_list_print(const json_t *res)
         snprintf(cl, sizeof cl, "%s", json_is_string(l) ? json_string_value(l) : "");
         if (json_is_integer(l))
             snprintf(cl, sizeof cl, "%lld", (long long)json_integer_value(l));
+        char dep[16], clean_n[24];
+        snprintf(dep, sizeof dep, "%lld", out_int(m, "dependent_mappings"));
+        snprintf(clean_n, sizeof clean_n, "%lld", out_int(m, "grains_to_clean"));
+        const json_t *grp = json_object_get(m, "group");
         const char *row[] = { out_str(m, "name"), out_str(m, "source"),
-                              out_str(m, "target"), out_str(m, "state"), pct, g, cr, cl };
+                              out_str(m, "target"), out_str(m, "state"), pct, g, cr, cl,
+                              dep, clean_n, json_is_string(grp) ? json_string_value(grp) : "-" };
         out_table_row(t, row);
     }
     out_table_print(t, stdout);

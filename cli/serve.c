@@ -55,7 +55,7 @@
 #include "mgmt/mgmt.h"
 #include "nbd/nbd.h"
 
-#define SERVE_REFRESH_MS 5000
+#define SERVE_REFRESH_MS 1000
 
 /* mkdir -p; the last component 0700 (D1's directory is private). */
 static int serve_make_dir(const char *dir)

@@ -51,6 +51,14 @@ struct ctl_map {
     int             saved_copy_rate;
     int             saved_clean_rate;
     bool            saved_incremental;
+    char            group[64];      /* consistency group, "" = none */
+    bool            autodelete;     /* delete once its copy completes (ctl_state_refresh) */
+};
+
+struct ctl_group {
+    struct ctl_group *next;
+    char              name[64];
+    struct pc_group  *g;
 };
 
 struct ctl_state {
@@ -60,6 +68,7 @@ struct ctl_state {
     char             *dir;
     struct ctl_vol   *vols;
     struct ctl_map   *maps;
+    struct ctl_group *groups;
     json_t           *skipped_vols;  /* entries as read, kept for the next start */
     json_t           *skipped_maps;
     json_t           *skipped_why;   /* {name: reason} for status */
@@ -77,6 +86,7 @@ int  ctl_error_set(struct pc_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 struct ctl_vol *ctl_vol_find_locked(struct ctl_state *st, const char *name);
 struct ctl_map *ctl_map_find_locked(struct ctl_state *st, const char *name);
+struct ctl_group *ctl_group_find_locked(struct ctl_state *st, const char *name);
 /* The catalogue changed: drop skipped entries the change supersedes. */
 void ctl_skipped_forget_locked(struct ctl_state *st, const char *vol, const char *map,
                                const char *target);
@@ -106,6 +116,7 @@ enum ctl_ptype {
     CTL_P_RATE,       /* see ctl_rate_from_json */
     CTL_P_STATE,      /* a mapping state's name */
     CTL_P_TEXT,       /* string, 0-4095 bytes, no NUL or newline (mgmt checks more) */
+    CTL_P_NAME_OR_EMPTY, /* CTL_P_NAME, or "" for none */
 };
 
 struct ctl_param {
@@ -115,7 +126,7 @@ struct ctl_param {
     int64_t         min, max;     /* CTL_P_INT */
 };
 
-#define CTL_MAX_PARAMS 8
+#define CTL_MAX_PARAMS 12
 #define CTL_TEXT_MAX   4096
 
 struct ctl_method {
@@ -129,6 +140,9 @@ const struct ctl_method *ctl_method_find(const char *name);
 /* Check params (may be NULL) against m's table; 0 or -EINVAL with err. */
 int  ctl_params_validate(const struct ctl_method *m, const json_t *params,
                          struct pc_error *err);
+
+/* Delete mapping name as map.delete does (S2); 0 or -errno with err. */
+int  ctl_map_delete(struct ctl_state *st, const char *name, bool force, struct pc_error *err);
 
 /* server.c: for the methods that need the server. */
 bool ctl_server_stopping(const struct ctl_server *s);

@@ -112,7 +112,46 @@ static json_t *map_json(struct pc_map *m)
     json_object_set_new(j, "durability", json_string(!i.persistent ? "memory"
                             : i.durability == PC_DURABILITY_NONE ? "none" : "strict"));
     json_object_set_new(j, "invalid", i.invalid[0] ? json_string(i.invalid) : json_null());
+    json_object_set_new(j, "group", i.group[0] ? json_string(i.group) : json_null());
     return j;
+}
+
+/* A mapping as the catalogue has it: the engine's view and what only the
+ * daemon keeps (autodelete). */
+static json_t *cmap_json(const struct ctl_map *cm)
+{
+    json_t *j = map_json(cm->m);
+    json_object_set_new(j, "autodelete", json_boolean(cm->autodelete));
+    return j;
+}
+
+static void iso_time(uint64_t ns, char *buf, size_t len)
+{
+    time_t t = (time_t)(ns / 1000000000ull);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static json_t *group_json(const struct ctl_group *cg)
+{
+    struct pc_group_info gi;
+    char when[32];
+    pc_group_info(cg->g, &gi);
+    struct pc_map **ms = calloc(gi.mappings ? gi.mappings : 1, sizeof *ms);
+    json_t *names = json_array();
+    unsigned n = ms ? pc_group_members(cg->g, ms, gi.mappings) : 0;
+    for (unsigned i = 0; ms && i < n && i < gi.mappings; i++) {
+        struct pc_map_info mi;
+        pc_map_info(ms[i], &mi);
+        json_array_append_new(names, json_string(mi.name));
+    }
+    free(ms);
+    iso_time(gi.start_ns, when, sizeof when);
+    return json_pack("{s:s, s:s, s:o, s:I, s:o}", "name", gi.name,
+                     "state", gi.empty ? "empty" : pc_map_state_name(gi.state),
+                     "mappings", names, "start_hold_ns", (json_int_t)gi.start_hold_ns,
+                     "started_at", gi.start_ns ? json_string(when) : json_null());
 }
 
 /* A change went through: record it (errors are logged by the save). */
@@ -323,11 +362,19 @@ static int m_map_create(struct ctl_call *c)
         while (ctl_map_find_locked(st, auto_name) || pc_map_find(st->e, auto_name));
         o.name = auto_name;
     }
+    const char *group = pstr(c, "group");
+    struct ctl_group *cg = group ? ctl_group_find_locked(st, group) : NULL;
+    if (group && !cg) {
+        free(cm);
+        r = fail(c, -ENOENT, "no consistency group named %s", group);
+        goto out;
+    }
     ctl_meta_path(st, o.name, meta, sizeof meta);
     o.meta_path = meta;
     o.durability = st->durability;
     o.source = s->v;
     o.target = t->v;
+    o.group = cg ? cg->g : NULL;
     r = pc_map_create(st->e, &o, &m, &c->err);
     if (r < 0) {
         free(cm);
@@ -339,13 +386,22 @@ static int m_map_create(struct ctl_call *c)
     snprintf(cm->source, sizeof cm->source, "%s", src);
     snprintf(cm->target, sizeof cm->target, "%s", tgt);
     cm->m = m;
+    cm->autodelete = pbool(c, "autodelete");
+    snprintf(cm->group, sizeof cm->group, "%s", cg ? cg->name : "");
     cm->next = st->maps;
     st->maps = cm;
     ctl_skipped_forget_locked(st, NULL, cm->name, tgt);
-    ctl_log("mapping %s created: %s -> %s, %u KiB grains, copy rate %d, clean rate %d",
-            cm->name, src, tgt, info.grain_size >> 10, info.copy_rate, info.clean_rate);
+    char cr[24], cl[24];
+    snprintf(cr, sizeof cr, info.copy_rate == PC_RATE_UNLIMITED ? "unlimited" : "%d",
+             info.copy_rate);
+    snprintf(cl, sizeof cl, info.clean_rate == PC_RATE_UNLIMITED ? "unlimited" : "%d",
+             info.clean_rate);
+    ctl_log("mapping %s created: %s -> %s, %u KiB grains, copy rate %s, clean rate %s%s%s%s",
+            cm->name, src, tgt, info.grain_size >> 10, cr, cl,
+            cg ? ", consistency group " : "", cg ? cg->name : "",
+            cm->autodelete ? ", autodelete" : "");
     save_locked(st);
-    c->result = map_json(m);
+    c->result = cmap_json(cm);
 out:
     pthread_mutex_unlock(&st->lock);
     return r;
@@ -358,7 +414,7 @@ static int m_map_list(struct ctl_call *c)
     pthread_mutex_lock(&st->lock);
     for (struct ctl_map *m = st->maps; m; m = m->next)
         if (!m->deleting)          /* S2 */
-            json_array_insert_new(a, 0, map_json(m->m));
+            json_array_insert_new(a, 0, cmap_json(m));
     pthread_mutex_unlock(&st->lock);
     c->result = json_pack("{s:o}", "mappings", a);
     return 0;
@@ -370,7 +426,7 @@ static int m_map_show(struct ctl_call *c)
     int r = map_acquire(c, pstr(c, "name"), &cm);
     if (r < 0)
         return r;
-    c->result = map_json(cm->m);
+    c->result = cmap_json(cm);
     map_release(c, cm, false);
     return 0;
 }
@@ -387,10 +443,12 @@ static int map_transition(struct ctl_call *c, enum map_op op)
     switch (op) {
     case OP_PREPARE: r = pc_map_prepare(cm->m, &c->err); break;
     case OP_START:   r = pc_map_start(cm->m, &c->err); break;
-    case OP_STOP:    r = pc_map_stop(cm->m, &c->err); break;
+    case OP_STOP:
+        r = pbool(c, "split") ? pc_map_stop_split(cm->m, &c->err) : pc_map_stop(cm->m, &c->err);
+        break;
     }
     if (r == 0) {
-        c->result = map_json(cm->m);
+        c->result = cmap_json(cm);
         const char *state = json_string_value(json_object_get(c->result, "state"));
         if (op == OP_START)
             ctl_log("mapping %s started: %s; writes held %.3f ms", cm->name, state,
@@ -418,43 +476,68 @@ static const char *rate_text(const json_t *map, const char *key, char *buf, size
 
 static int m_map_set(struct ctl_call *c)
 {
+    struct ctl_state *st = c->st;
     json_t *copy = json_object_get(c->params, "copy_rate");
     json_t *clean = json_object_get(c->params, "clean_rate");
+    json_t *group = json_object_get(c->params, "group");
+    json_t *autodel = json_object_get(c->params, "autodelete");
     struct ctl_map *cm;
     int r;
-    if (!copy && !clean)
-        return fail(c, -EINVAL, "map.set: give copy_rate, clean_rate or both");
+    if (!copy && !clean && !group && !autodel)
+        return fail(c, -EINVAL, "map.set: give copy_rate, clean_rate, group or autodelete");
     r = map_acquire(c, pstr(c, "name"), &cm);
     if (r < 0)
         return r;
-    if (copy)
+    if (group) {
+        /* The engine checks the mapping's state; the catalogue follows it. */
+        const char *gname = json_string_value(group);
+        pthread_mutex_lock(&st->lock);
+        struct ctl_group *cg = gname[0] ? ctl_group_find_locked(st, gname) : NULL;
+        if (gname[0] && !cg)
+            r = fail(c, -ENOENT, "no consistency group named %s", gname);
+        else
+            r = pc_map_set_group(cm->m, cg ? cg->g : NULL, &c->err);
+        if (r == 0) {
+            snprintf(cm->group, sizeof cm->group, "%s", gname);
+            ctl_log("mapping %s: %s%s", cm->name, gname[0] ? "consistency group " :
+                    "left its consistency group", gname);
+        }
+        pthread_mutex_unlock(&st->lock);
+    }
+    if (r == 0 && copy)
         r = pc_map_set_copy_rate(cm->m, prate(c, "copy_rate", 0), &c->err);
     if (r == 0 && clean)
         r = pc_map_set_clean_rate(cm->m, prate(c, "clean_rate", 0), &c->err);
-    if (r == 0) {
-        c->result = map_json(cm->m);
-        char a[24], b[24];
-        ctl_log("mapping %s: copy rate %s, clean rate %s", cm->name,
-                rate_text(c->result, "copy_rate", a, sizeof a),
-                rate_text(c->result, "clean_rate", b, sizeof b));
+    if (r == 0 && autodel) {
+        pthread_mutex_lock(&st->lock);
+        cm->autodelete = json_is_true(autodel);
+        pthread_mutex_unlock(&st->lock);
+        ctl_log("mapping %s: autodelete %s", cm->name, cm->autodelete ? "on" : "off");
     }
+    if (r == 0) {
+        c->result = cmap_json(cm);
+        char a[24], b[24];
+        if (copy || clean)
+            ctl_log("mapping %s: copy rate %s, clean rate %s", cm->name,
+                    rate_text(c->result, "copy_rate", a, sizeof a),
+                    rate_text(c->result, "clean_rate", b, sizeof b));
+    }
+    /* With autodelete on a completed copy, the daemon's next refresh (within
+     * a second) deletes the mapping. */
     map_release(c, cm, true);
     return r;
 }
 
-static int m_map_delete(struct ctl_call *c)
+int ctl_map_delete(struct ctl_state *st, const char *name, bool force, struct pc_error *err)
 {
-    struct ctl_state *st = c->st;
-    const char *name = pstr(c, "name");
-    bool force = pbool(c, "force");
     struct ctl_map *cm;
     int r;
 
     pthread_mutex_lock(&st->lock);
     cm = ctl_map_find_locked(st, name);
     if (!cm || cm->deleting) {
-        r = cm ? fail(c, -EBUSY, "mapping %s is being deleted", name)
-               : fail(c, -ENOENT, "no mapping named %s", name);
+        r = cm ? ctl_error_set(err, -EBUSY, "mapping %s is being deleted", name)
+               : ctl_error_set(err, -ENOENT, "no mapping named %s", name);
         pthread_mutex_unlock(&st->lock);
         return r;
     }
@@ -463,7 +546,7 @@ static int m_map_delete(struct ctl_call *c)
         pthread_cond_wait(&st->idle, &st->lock);
     pthread_mutex_unlock(&st->lock);
 
-    r = pc_map_delete(cm->m, force, &c->err);   /* may wait for cleaning */
+    r = pc_map_delete(cm->m, force, err);   /* may wait for cleaning */
 
     pthread_mutex_lock(&st->lock);
     cm->deleting = false;
@@ -474,19 +557,191 @@ static int m_map_delete(struct ctl_call *c)
                 break;
             }
         }
-        ctl_log("mapping %s deleted%s", name, force ? " (forced)" : "");
+        ctl_log("mapping %s deleted%s", cm->name, force ? " (forced)" : "");
         save_locked(st);
         /* After the catalogue forgot it: a crash in between leaves a stray
          * file, never a mapping without its metadata. */
         char meta[PATH_MAX];
-        ctl_meta_path(st, name, meta, sizeof meta);
+        ctl_meta_path(st, cm->name, meta, sizeof meta);
         if (unlink(meta) < 0 && errno != ENOENT)
-            ctl_log("mapping %s: cannot remove %s: %s", name, meta, strerror(errno));
+            ctl_log("mapping %s: cannot remove %s: %s", cm->name, meta, strerror(errno));
         strncat(meta, ".failed", sizeof meta - strlen(meta) - 1);
         unlink(meta);
-        c->result = json_pack("{s:s, s:b}", "name", name, "deleted", 1);
         free(cm);
     }
+    pthread_mutex_unlock(&st->lock);
+    return r;
+}
+
+static int m_map_delete(struct ctl_call *c)
+{
+    const char *name = pstr(c, "name");
+    int r = ctl_map_delete(c->st, name, pbool(c, "force"), &c->err);
+    if (r == 0)
+        c->result = json_pack("{s:s, s:b}", "name", name, "deleted", 1);
+    return r;
+}
+
+/* ------------------------------------------------------------------------
+ * Consistency groups.  A group call acts on every member, so it holds each
+ * member busy (S2) for the length of the engine call. */
+
+static int m_group_create(struct ctl_call *c)
+{
+    struct ctl_state *st = c->st;
+    const char *name = pstr(c, "name");
+    int r = 0;
+    pthread_mutex_lock(&st->lock);
+    struct ctl_group *cg = calloc(1, sizeof *cg);
+    if (!cg) {
+        r = fail(c, -ENOMEM, "out of memory creating consistency group %s", name);
+        goto out;
+    }
+    r = pc_group_create(st->e, name, &cg->g, &c->err);
+    if (r < 0) {
+        free(cg);
+        goto out;
+    }
+    snprintf(cg->name, sizeof cg->name, "%s", name);
+    cg->next = st->groups;
+    st->groups = cg;
+    ctl_log("consistency group %s created", name);
+    save_locked(st);
+    c->result = group_json(cg);
+out:
+    pthread_mutex_unlock(&st->lock);
+    return r;
+}
+
+static int m_group_list(struct ctl_call *c)
+{
+    struct ctl_state *st = c->st;
+    json_t *a = json_array();
+    pthread_mutex_lock(&st->lock);
+    for (struct ctl_group *g = st->groups; g; g = g->next)
+        json_array_insert_new(a, 0, group_json(g));
+    pthread_mutex_unlock(&st->lock);
+    c->result = json_pack("{s:o}", "groups", a);
+    return 0;
+}
+
+/* Find the group and hold its members busy; *members NULL-terminated. */
+static int group_acquire(struct ctl_call *c, struct ctl_group **out, struct ctl_map ***members)
+{
+    struct ctl_state *st = c->st;
+    const char *name = pstr(c, "name");
+    int r = 0;
+    *members = NULL;
+    pthread_mutex_lock(&st->lock);
+    struct ctl_group *cg = ctl_group_find_locked(st, name);
+    if (!cg) {
+        r = fail(c, -ENOENT, "no consistency group named %s", name);
+        goto out;
+    }
+    size_t n = 0, i = 0;
+    for (struct ctl_map *m = st->maps; m; m = m->next)
+        n += strcmp(m->group, name) == 0;
+    struct ctl_map **ms = calloc(n + 1, sizeof *ms);
+    if (!ms) {
+        r = fail(c, -ENOMEM, "out of memory");
+        goto out;
+    }
+    for (struct ctl_map *m = st->maps; m; m = m->next) {
+        if (strcmp(m->group, name) != 0)
+            continue;
+        if (m->deleting) {
+            free(ms);
+            r = fail(c, -EBUSY, "mapping %s of consistency group %s is being deleted",
+                     m->name, name);
+            goto out;
+        }
+        ms[i++] = m;
+    }
+    for (i = 0; ms[i]; i++)
+        ms[i]->busy++;
+    *members = ms;
+    *out = cg;
+out:
+    pthread_mutex_unlock(&st->lock);
+    return r;
+}
+
+static void group_release(struct ctl_call *c, struct ctl_map **ms, bool changed)
+{
+    struct ctl_state *st = c->st;
+    pthread_mutex_lock(&st->lock);
+    for (size_t i = 0; ms[i]; i++)
+        ms[i]->busy--;
+    pthread_cond_broadcast(&st->idle);
+    if (changed)
+        save_locked(st);
+    pthread_mutex_unlock(&st->lock);
+    free(ms);
+}
+
+enum group_op { GOP_SHOW, GOP_PREPARE, GOP_START, GOP_STOP };
+
+static int group_call(struct ctl_call *c, enum group_op op)
+{
+    struct ctl_group *cg = NULL;
+    struct ctl_map **ms;
+    int r = group_acquire(c, &cg, &ms);
+    if (r < 0)
+        return r;
+    switch (op) {
+    case GOP_SHOW:    break;
+    case GOP_PREPARE: r = pc_group_prepare(cg->g, &c->err); break;
+    case GOP_START:   r = pc_group_start(cg->g, &c->err); break;
+    case GOP_STOP:    r = pc_group_stop(cg->g, pbool(c, "split"), &c->err); break;
+    }
+    if (r == 0) {
+        c->result = group_json(cg);
+        if (op == GOP_START)
+            ctl_log("consistency group %s started: %zu mappings, one point in time; writes "
+                    "held %.3f ms", cg->name, json_array_size(json_object_get(c->result,
+                    "mappings")), (double)json_integer_value(json_object_get(c->result,
+                    "start_hold_ns")) / 1e6);
+        else if (op != GOP_SHOW)
+            ctl_log("consistency group %s %s: %s", cg->name,
+                    op == GOP_PREPARE ? "prepared" : "stopped",
+                    json_string_value(json_object_get(c->result, "state")));
+    }
+    group_release(c, ms, r == 0 && op != GOP_SHOW);
+    return r;
+}
+
+static int m_group_show(struct ctl_call *c)    { return group_call(c, GOP_SHOW); }
+static int m_group_prepare(struct ctl_call *c) { return group_call(c, GOP_PREPARE); }
+static int m_group_start(struct ctl_call *c)   { return group_call(c, GOP_START); }
+static int m_group_stop(struct ctl_call *c)    { return group_call(c, GOP_STOP); }
+
+static int m_group_delete(struct ctl_call *c)
+{
+    struct ctl_state *st = c->st;
+    const char *name = pstr(c, "name");
+    bool force = pbool(c, "force");
+    int r;
+    pthread_mutex_lock(&st->lock);
+    struct ctl_group **pp = &st->groups;
+    while (*pp && strcmp((*pp)->name, name) != 0)
+        pp = &(*pp)->next;
+    struct ctl_group *cg = *pp;
+    if (!cg) {
+        r = fail(c, -ENOENT, "no consistency group named %s", name);
+        goto out;
+    }
+    r = pc_group_delete(cg->g, force, &c->err);
+    if (r < 0)
+        goto out;
+    *pp = cg->next;
+    for (struct ctl_map *m = st->maps; m; m = m->next)
+        if (strcmp(m->group, name) == 0)
+            m->group[0] = 0;
+    ctl_log("consistency group %s deleted%s", name, force ? " (its mappings stay, stand-alone)" : "");
+    save_locked(st);
+    c->result = json_pack("{s:s, s:b}", "name", name, "deleted", 1);
+    free(cg);
+out:
     pthread_mutex_unlock(&st->lock);
     return r;
 }
@@ -543,7 +798,7 @@ static int m_map_wait(struct ctl_call *c)
     r = map_acquire(c, name, &cm);
     if (r < 0)
         return r;
-    c->result = map_json(cm->m);
+    c->result = cmap_json(cm);
     map_release(c, cm, false);
     const char *state = json_string_value(json_object_get(c->result, "state"));
     if (!reached && strcmp(state, pc_map_state_name(want)) != 0) {
@@ -588,15 +843,17 @@ static const struct ctl_method methods[] = {
     { "map.create",    m_map_create,    true,
       { NAME("source"), NAME("target"), OPT("name", CTL_P_NAME),
         { "grain", CTL_P_INT, false, PC_GRAIN_MIN, PC_GRAIN_MAX },
-        OPT("copy_rate", CTL_P_RATE), OPT("clean_rate", CTL_P_RATE) } },
+        OPT("copy_rate", CTL_P_RATE), OPT("clean_rate", CTL_P_RATE), OPT("group", CTL_P_NAME),
+        OPT("autodelete", CTL_P_BOOL) } },
     { "map.list",      m_map_list,      false, { { 0 } } },
     { "map.show",      m_map_show,      false, { NAME("name") } },
     { "map.prepare",   m_map_prepare,   true,  { NAME("name") } },
     { "map.start",     m_map_start,     true,  { NAME("name") } },
-    { "map.stop",      m_map_stop,      true,  { NAME("name") } },
+    { "map.stop",      m_map_stop,      true,  { NAME("name"), OPT("split", CTL_P_BOOL) } },
     { "map.delete",    m_map_delete,    true,  { NAME("name"), OPT("force", CTL_P_BOOL) } },
     { "map.set",       m_map_set,       true,
-      { NAME("name"), OPT("copy_rate", CTL_P_RATE), OPT("clean_rate", CTL_P_RATE) } },
+      { NAME("name"), OPT("copy_rate", CTL_P_RATE), OPT("clean_rate", CTL_P_RATE),
+        OPT("group", CTL_P_NAME_OR_EMPTY), OPT("autodelete", CTL_P_BOOL) } },
     { "map.wait",      m_map_wait,      false,
       { NAME("name"), { "state", CTL_P_STATE, true, 0, 0 },
         { "timeout_ms", CTL_P_INT, false, 0, INT32_MAX } } },
@@ -628,6 +885,13 @@ static const struct ctl_method methods[] = {
     { "schedule.list", m_mgmt,          false, { { 0 } } },
     { "schedule.show", m_mgmt,          false, { NAME("name") } },
     { "schedule.remove", m_mgmt,        true,  { NAME("name") } },
+    { "group.create",  m_group_create,  true,  { NAME("name") } },
+    { "group.list",    m_group_list,    false, { { 0 } } },
+    { "group.show",    m_group_show,    false, { NAME("name") } },
+    { "group.prepare", m_group_prepare, true,  { NAME("name") } },
+    { "group.start",   m_group_start,   true,  { NAME("name") } },
+    { "group.stop",    m_group_stop,    true,  { NAME("name"), OPT("split", CTL_P_BOOL) } },
+    { "group.delete",  m_group_delete,  true,  { NAME("name"), OPT("force", CTL_P_BOOL) } },
 };
 
 const struct ctl_method *ctl_method_find(const char *name)
@@ -673,6 +937,9 @@ static bool param_ok(const struct ctl_param *p, const json_t *v)
         return json_is_string(v) && json_string_length(v) < CTL_TEXT_MAX &&
                strlen(json_string_value(v)) == json_string_length(v) &&
                !strchr(json_string_value(v), '\n');
+    case CTL_P_NAME_OR_EMPTY:
+        return json_is_string(v) && (json_string_length(v) == 0 ||
+                                     name_ok(json_string_value(v), json_string_length(v)));
     }
     abort();
 }
@@ -701,6 +968,9 @@ static void param_expect(const struct ctl_param *p, char *buf, size_t len)
         return;
     case CTL_P_TEXT:
         snprintf(buf, len, "a string of at most %u bytes on one line", CTL_TEXT_MAX - 1);
+        return;
+    case CTL_P_NAME_OR_EMPTY:
+        snprintf(buf, len, "a name of 1-63 letters, digits, '-', '_' or '.', or \"\" for none");
         return;
     }
     abort();

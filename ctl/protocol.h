@@ -32,22 +32,35 @@
  *     volume.list       {}                        → {volumes: [VOLUME]}
  *     volume.show       {name}                    → VOLUME
  *     volume.delete     {name, keep_file?}        → {name, path, file_removed}
- *     map.create        {source, target, name?, grain?, copy_rate?, clean_rate?}
- *                                                 → MAPPING
+ *     map.create        {source, target, name?, grain?, copy_rate?, clean_rate?,
+ *                        group?, autodelete?}     → MAPPING
  *     map.list          {}                        → {mappings: [MAPPING]}
- *     map.show | map.prepare | map.start | map.stop   {name} → MAPPING
+ *     map.show | map.prepare | map.start   {name} → MAPPING
+ *     map.stop          {name, split?}            → MAPPING
+ *         split: only at progress 100; cleans at full speed, target stays online
  *     map.delete        {name, force?}            → {name, deleted: true}
- *     map.set           {name, copy_rate?, clean_rate?} (one at least) → MAPPING
+ *     map.set           {name, copy_rate?, clean_rate?, group? ("" = none),
+ *                        autodelete?} (one at least) → MAPPING
  *     map.wait          {name, state, timeout_ms?} → MAPPING once in state;
  *                       -ETIMEDOUT after timeout_ms (absent: no limit),
  *                       -ENOENT if the mapping is deleted meanwhile
+ *
+ *     group.create      {name}                    → GROUP
+ *     group.list        {}                        → {groups: [GROUP]}
+ *     group.show | group.prepare | group.start   {name} → GROUP
+ *     group.stop        {name, split?}            → GROUP
+ *     group.delete      {name, force?}            → {name, deleted: true}
+ *         members of a group are prepared, started and stopped through it
+ *         (map.prepare/start/stop refuse them); force leaves them stand-alone
  *
  *     VOLUME  = {name, path, size, direct, source_of: [map], target_of: map|null}
  *     MAPPING = {name, source, target, state, progress, grains_split, grains,
  *                grain_size, copy_rate, clean_rate, copy_bytes_per_sec,
  *                clean_bytes_per_sec, complete, target_online,
  *                dependent_mappings, grains_to_clean, start_hold_ns,
- *                started_at, incremental}
+ *                started_at, incremental, durability, invalid, group, autodelete}
+ *     GROUP   = {name, state ("empty" or a mapping state), mappings: [name],
+ *                start_hold_ns, started_at}
  *
  *   A rate is an integer 0-150 or the string "unlimited" (also accepted as
  *   a string of digits); bytes_per_sec is null for unlimited.  started_at is

@@ -11,8 +11,10 @@
  *   The file:
  *     {"version": 1,
  *      "volumes":  [{"name", "path", "size"}],
+ *      "groups":   [{"name"}],                       (consistency groups; optional)
  *      "mappings": [{"name", "source", "target", "grain", "copy_rate",
- *                    "clean_rate", "state", "complete", "incremental"}]}
+ *                    "clean_rate", "state", "complete", "incremental",
+ *                    "group"?, "autodelete"?}]}
  *
  * Invariants
  *   S3 (internal.h) — the file is replaced only whole.
@@ -114,6 +116,14 @@ struct ctl_map *ctl_map_find_locked(struct ctl_state *st, const char *name)
     return NULL;
 }
 
+struct ctl_group *ctl_group_find_locked(struct ctl_state *st, const char *name)
+{
+    for (struct ctl_group *g = st->groups; g; g = g->next)
+        if (strcmp(g->name, name) == 0)
+            return g;
+    return NULL;
+}
+
 static const char *jstr(const json_t *o, const char *key)
 {
     const json_t *j = json_object_get(o, key);
@@ -188,10 +198,18 @@ static json_t *state_to_json_locked(struct ctl_state *st)
                             json_string(pc_map_state_name((enum pc_map_state)m->saved_state)));
         json_object_set_new(jm, "complete", json_boolean(m->saved_complete));
         json_object_set_new(jm, "incremental", json_boolean(m->saved_incremental));
+        if (m->group[0])
+            json_object_set_new(jm, "group", json_string(m->group));
+        if (m->autodelete)
+            json_object_set_new(jm, "autodelete", json_true());
         json_array_insert_new(maps, 0, jm);
     }
     json_array_extend(maps, st->skipped_maps);
+    json_t *groups = json_array();
+    for (struct ctl_group *g = st->groups; g; g = g->next)
+        json_array_insert_new(groups, 0, json_pack("{s:s}", "name", g->name));
     json_object_set_new(root, "volumes", vols);
+    json_object_set_new(root, "groups", groups);
     json_object_set_new(root, "mappings", maps);
     return root;
 }
@@ -268,23 +286,62 @@ int ctl_state_save(struct ctl_state *st, struct pc_error *err)
     return r;
 }
 
+/*
+ * Autodelete (mkfcmap -autodelete): a mapping whose copy completed goes, once
+ * no older mapping reads through its target (it has left its chain; a copied
+ * mapping leaves as soon as it is the oldest).  Deleting it then waits for
+ * nothing.
+ */
+static bool autodelete_due(struct ctl_map *m)
+{
+    struct pc_map_info info;
+    enum pc_map_state state;
+    bool complete;
+    if (!m->autodelete || m->deleting || m->busy)
+        return false;
+    pc_map_state_get(m->m, &state, &complete);
+    if (state != PC_MAP_IDLE_OR_COPIED || !complete)
+        return false;
+    pc_map_info(m->m, &info);
+    return info.dependent_mappings == 0 && info.start_ns != 0;
+}
+
 void ctl_state_refresh(struct ctl_state *st)
 {
     bool changed = false;
+    char due[64] = "";
     pthread_mutex_lock(&st->lock);
-    for (struct ctl_map *m = st->maps; m && !changed; m = m->next) {
+    for (struct ctl_map *m = st->maps; m; m = m->next) {
         enum pc_map_state state;
         bool complete;
         if (m->deleting)
             continue;
-        pc_map_state_get(m->m, &state, &complete);     /* O(1): runs every few seconds */
-        changed = (int)state != m->saved_state || complete != m->saved_complete;
+        if (!due[0] && autodelete_due(m))
+            snprintf(due, sizeof due, "%s", m->name);
+        pc_map_state_get(m->m, &state, &complete);     /* O(1): runs every second */
+        changed |= (int)state != m->saved_state || complete != m->saved_complete;
     }
     if (changed) {
         struct pc_error err;
         ctl_state_save_locked(st, &err);
     }
     pthread_mutex_unlock(&st->lock);
+    /* One at a time, without the lock: a delete may wait out a grace period.
+     * A failure (logged) ends this round; the next refresh tries again. */
+    while (due[0]) {
+        struct pc_error err = { 0 };
+        ctl_log("mapping %s: copy complete; deleting it (autodelete)", due);
+        if (ctl_map_delete(st, due, false, &err) < 0) {
+            ctl_log("mapping %s: autodelete failed: %s", due, err.msg);
+            break;
+        }
+        due[0] = 0;
+        pthread_mutex_lock(&st->lock);
+        for (struct ctl_map *m = st->maps; m && !due[0]; m = m->next)
+            if (autodelete_due(m))
+                snprintf(due, sizeof due, "%s", m->name);
+        pthread_mutex_unlock(&st->lock);
+    }
 }
 
 unsigned ctl_state_volumes(struct ctl_state *st)
@@ -372,6 +429,8 @@ static void load_mapping(struct ctl_state *st, json_t *entry)
     const json_t *grain = json_object_get(entry, "grain");
     const json_t *complete = json_object_get(entry, "complete");
     const json_t *incr = json_object_get(entry, "incremental");
+    const json_t *autodel = json_object_get(entry, "autodelete");
+    const json_t *jgroup = json_object_get(entry, "group");
     struct pc_map_opts o = { 0 };
     struct pc_error err = { 0 };
     enum pc_map_state was;
@@ -383,7 +442,8 @@ static void load_mapping(struct ctl_state *st, json_t *entry)
         json_integer_value(grain) < PC_GRAIN_MIN || json_integer_value(grain) > PC_GRAIN_MAX ||
         ctl_rate_from_json(json_object_get(entry, "copy_rate"), &o.copy_rate) < 0 ||
         ctl_rate_from_json(json_object_get(entry, "clean_rate"), &o.clean_rate) < 0 ||
-        !json_is_boolean(complete) || (incr && !json_is_boolean(incr))) {
+        !json_is_boolean(complete) || (incr && !json_is_boolean(incr)) ||
+        (autodel && !json_is_boolean(autodel)) || (jgroup && !valid_name(jstr(entry, "group")))) {
         skip_mapping(st, entry, valid_name(name) ? name : "(unnamed)",
                      "the entry lacks a field or has one out of range");
         return;
@@ -395,9 +455,16 @@ static void load_mapping(struct ctl_state *st, json_t *entry)
         skip_mapping(st, entry, name, why);
         return;
     }
+    struct ctl_group *cg = jgroup ? ctl_group_find_locked(st, jstr(entry, "group")) : NULL;
+    if (jgroup && !cg) {
+        snprintf(why, sizeof why, "its consistency group %s is not listed", jstr(entry, "group"));
+        skip_mapping(st, entry, name, why);
+        return;
+    }
     o.name = name;
     o.source = s->v;
     o.target = t->v;
+    o.group = cg ? cg->g : NULL;
     o.grain_size = (uint32_t)json_integer_value(grain);
     o.incremental = incr && json_is_true(incr);
     bool whole = json_is_true(complete);
@@ -436,6 +503,8 @@ static void load_mapping(struct ctl_state *st, json_t *entry)
     cm->saved_copy_rate = o.copy_rate;
     cm->saved_clean_rate = o.clean_rate;
     cm->saved_incremental = o.incremental;
+    cm->autodelete = autodel && json_is_true(autodel);
+    snprintf(cm->group, sizeof cm->group, "%s", cg ? cg->name : "");
     cm->next = st->maps;
     st->maps = cm;
     if (o.recover)
@@ -462,6 +531,28 @@ static void state_free_lists(struct ctl_state *st)
         st->maps = m->next;
         free(m);
     }
+    while (st->groups) {
+        struct ctl_group *g = st->groups;
+        st->groups = g->next;
+        free(g);
+    }
+}
+
+static void load_group(struct ctl_state *st, json_t *entry)
+{
+    const char *name = jstr(entry, "name");
+    struct pc_error err = { 0 };
+    struct ctl_group *cg = calloc(1, sizeof *cg);
+    if (!cg || !valid_name(name) || pc_group_create(st->e, name, &cg->g, &err) < 0) {
+        /* Its mappings are skipped with it (load_mapping), and kept. */
+        ctl_log("skipping consistency group %s: %s", valid_name(name) ? name : "(unnamed)",
+                !cg ? "out of memory" : err.msg[0] ? err.msg : "the entry lacks a name");
+        free(cg);
+        return;
+    }
+    snprintf(cg->name, sizeof cg->name, "%s", name);
+    cg->next = st->groups;
+    st->groups = cg;
 }
 
 void ctl_state_free(struct ctl_state *st)
@@ -531,8 +622,9 @@ int ctl_state_load(struct pc_engine *e, const char *dir, enum pc_durability dura
     }
     json_t *ver = json_object_get(root, "version");
     json_t *vols = json_object_get(root, "volumes"), *maps = json_object_get(root, "mappings");
+    json_t *groups = json_object_get(root, "groups");
     if (!json_is_object(root) || !json_is_integer(ver) || json_integer_value(ver) != 1 ||
-        !json_is_array(vols) || !json_is_array(maps)) {
+        !json_is_array(vols) || !json_is_array(maps) || (groups && !json_is_array(groups))) {
         ctl_error_set(err, r, "%s is not a version 1 pitcopy state "
                  "(version, volumes, mappings); repair it or move it aside", path);
         goto fail;
@@ -542,6 +634,8 @@ int ctl_state_load(struct pc_engine *e, const char *dir, enum pc_durability dura
     json_t *entry;
     json_array_foreach(vols, i, entry)
         load_volume(st, entry);
+    json_array_foreach(groups, i, entry)
+        load_group(st, entry);
     json_array_foreach(maps, i, entry)
         load_mapping(st, entry);
     pthread_mutex_unlock(&st->lock);

@@ -73,7 +73,7 @@ static enum bg_mode desired_mode(const struct pc_map *m, int *rate)
     }
     if ((st == PC_MAP_STOPPING || (st == PC_MAP_PREPARING && atomic_load(&m->in_chain))) &&
         atomic_load(&m->frozen)) {                /* map.c begin_stop_locked: I4 */
-        *rate = atomic_load(&m->clean_rate);
+        *rate = atomic_load(&m->split) ? PC_RATE_UNLIMITED : atomic_load(&m->clean_rate);
         if (*rate == 0)
             *rate = PC_RATE_DEFAULT;   /* SVC: clean rate 0 still cleans while stopping */
         return BG_CLEAN;

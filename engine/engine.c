@@ -292,6 +292,7 @@ void pc_engine_destroy(struct pc_engine *e)
         return;
     /* Mappings first: their background drivers run on the workers. */
     map_teardown_all(e);
+    group_teardown_all(e);
     meta_committer_stop(e);
     while (e->volumes)
         pc_volume_close(e->volumes, NULL);

@@ -122,6 +122,7 @@ struct pc_engine {
     pthread_mutex_t     vol_lock;         /* the volume list and refs; brief */
     struct pc_map      *maps;
     struct pc_map      *graveyard;       /* deleted, freed with the engine (map.c) */
+    struct pc_group    *groups;          /* consistency groups, ctl_lock (group.c) */
     unsigned            next_map_id;
     uint32_t            next_vol_id;
 
@@ -220,6 +221,9 @@ struct pc_map {
     struct meta        *meta;           /* persistent metadata, or NULL (meta.c) */
     char                invalid[256];   /* why a restart could not vouch for the target */
     bool                deleted;
+    struct pc_group    *group;          /* ctl_lock */
+    uint64_t            group_seq;      /* order of joining, for pc_group_members */
+    _Atomic bool        split;          /* stopping with split: clean at full speed */
 };
 
 /* Drop every mapping at once, without cleaning (pc_engine_destroy). */
@@ -241,6 +245,15 @@ void map_fail(struct pc_map *m, int err, struct meta_req *rq);
 void map_mark_failed(struct pc_map *m);
 void map_failed_job(struct pc_engine *e, struct janitor_job *job);
 
+/*
+ * The point in time for n mappings at once (pc_map_start, pc_group_start),
+ * under ctl_lock: prepares each, then one write hold over every source and
+ * target.  Returns how long writes were held in *hold_ns.
+ */
+int  map_start_many_locked(struct pc_map **ms, unsigned n, uint64_t *hold_ns,
+                           struct pc_error *err);
+int  map_prepare_locked(struct pc_map *m, struct pc_error *err);
+int  map_stop_locked(struct pc_map *m, bool split, struct pc_error *err);
 /* Janitor entry points, triggered by bgcopy.c. */
 void map_copy_complete(struct pc_engine *e, struct janitor_job *job);
 void map_clean_complete(struct pc_engine *e, struct janitor_job *job);
@@ -279,6 +292,17 @@ static inline bool map_bit(const struct pc_map *m, uint64_t g)
     return bitmap_test(m->bits, g);
 }
 
+/* -------------------------------------------------------------- group.c */
+struct pc_group {
+    struct pc_engine   *e;
+    struct pc_group    *next;           /* engine list, ctl_lock */
+    char                name[64];
+    unsigned            nmaps;          /* members, ctl_lock */
+    uint64_t            next_seq;
+    uint64_t            start_hold_ns, start_realtime_ns;
+};
+/* Free every group (pc_engine_destroy). */
+void group_teardown_all(struct pc_engine *e);
 /* --------------------------------------------------------------- busy.c */
 
 /*

@@ -126,33 +126,22 @@ static struct chain *chain_alloc(unsigned n, uint32_t shift)
     return c;
 }
 
-/* Replace src's chain with c (NULL = none) under a write hold on src (and
- * on also, when not NULL); returns how long writes were held. */
-static uint64_t chain_publish_locked(struct pc_volume *src, struct pc_volume *also,
-                                     struct chain *c, struct pc_map *m, bool entering)
+/* Replace src's chain with c (NULL = none) under a write hold on src; m is
+ * the mapping leaving (or rejoining, which sets in_chain after).  Starts
+ * publish in map_start_many_locked. */
+static void chain_publish_locked(struct pc_volume *src, struct chain *c, struct pc_map *m)
 {
     struct pc_engine *e = src->e;
     struct chain *old = atomic_load(&src->chain);
-    uint64_t t0 = now_ns(CLOCK_MONOTONIC), held;
 
     atomic_store(&src->hold, 1);
-    if (also)
-        atomic_store(&also->hold, 1);
     volume_drain_writes(src);                       /* writes in flight drain */
-    if (also)
-        volume_drain_writes(also);
     atomic_store_explicit(&src->chain, c, memory_order_release);
-    atomic_store(&m->in_chain, entering);
-    if (entering)
-        set_state_locked(m, PC_MAP_COPYING);        /* M3: after the chain */
+    atomic_store(&m->in_chain, false);
     volume_hold_release(src);
-    if (also)
-        volume_hold_release(also);
-    held = now_ns(CLOCK_MONOTONIC) - t0;
 
     srcu_sync(e);                                   /* nobody reads old now */
     free(old);
-    return held;
 }
 
 static int chain_remove_locked(struct pc_map *m)
@@ -171,7 +160,7 @@ static int chain_remove_locked(struct pc_map *m)
             if (old->maps[i] != m)
                 c->maps[j++] = old->maps[i];
     }
-    chain_publish_locked(src, NULL, c, m, false);
+    chain_publish_locked(src, c, m);
     meta_write_state(m);            /* out of the chain, durably */
     return 0;
 }
@@ -321,7 +310,7 @@ static int chain_rejoin_locked(struct pc_map *m)
     if (j == n)
         c->maps[j++] = m;
     int s = map_state(m);
-    chain_publish_locked(src, NULL, c, m, false);
+    chain_publish_locked(src, c, m);
     atomic_store(&m->in_chain, true);
     set_state_locked(m, (enum pc_map_state)s);
     return 0;
@@ -473,6 +462,12 @@ int pc_map_create(struct pc_engine *e, const struct pc_map_opts *o,
             goto out;
         }
     }
+    if (o->group && o->group->nmaps >= PC_GROUP_MAX_MAPS) {
+        r = -ENOSPC;
+        pc_error_set(err, r, "consistency group %s already has %u mappings, the most allowed",
+                     o->group->name, PC_GROUP_MAX_MAPS);
+        goto out;
+    }
     m = calloc(1, sizeof *m);
     if (!m) {
         r = -ENOMEM;
@@ -505,6 +500,11 @@ int pc_map_create(struct pc_engine *e, const struct pc_map_opts *o,
             free(m);
             goto out;
         }
+    }
+    if (o->group) {
+        m->group = o->group;
+        m->group_seq = ++o->group->next_seq;
+        o->group->nmaps++;
     }
     atomic_store(&t->tgt_map, m);
     s->nmaps_as_source++;
@@ -554,7 +554,7 @@ static void begin_stop_locked(struct pc_map *m, enum pc_map_state s)
     bgcopy_kick(m);
 }
 
-static int prepare_locked(struct pc_map *m, struct pc_error *err)
+int map_prepare_locked(struct pc_map *m, struct pc_error *err)
 {
     int s = map_state(m);
     if (s == PC_MAP_PREPARED)
@@ -587,86 +587,221 @@ static int prepare_locked(struct pc_map *m, struct pc_error *err)
     return 0;
 }
 
+/* Members of a group are prepared, started and stopped through it. */
+static int refuse_group_member(struct pc_map *m, const char *what, struct pc_error *err)
+{
+    if (!m->group)
+        return 0;
+    pc_error_set(err, -EBUSY, "mapping %s belongs to consistency group %s; %s the group",
+                 m->name, m->group->name, what);
+    return -EBUSY;
+}
+
 int pc_map_prepare(struct pc_map *m, struct pc_error *err)
 {
     pthread_mutex_lock(&m->e->ctl_lock);
-    int r = prepare_locked(m, err);
+    int r = refuse_group_member(m, "prepare", err);
+    if (r == 0)
+        r = map_prepare_locked(m, err);
     pthread_mutex_unlock(&m->e->ctl_lock);
+    return r;
+}
+
+/* One source's new chain, while a start is being put together. */
+struct start_src {
+    struct pc_volume *src;
+    struct chain     *old, *c;
+    unsigned          adds;
+    uint32_t          shift;
+    uint64_t          last_seq;
+};
+
+int map_start_many_locked(struct pc_map **ms, unsigned n, uint64_t *hold_ns,
+                          struct pc_error *err)
+{
+    struct start_src *ss = calloc(n, sizeof *ss);
+    struct bitmap **fresh = calloc(n, sizeof *fresh);
+    struct pc_volume **held = calloc(2 * (size_t)n, sizeof *held);
+    uint64_t *prev_seq = calloc(n, sizeof *prev_seq), *prev_rt = calloc(n, sizeof *prev_rt);
+    unsigned nsrc = 0, nheld = 0, nmeta = 0, nseq = 0;
+    int r = 0;
+
+    if (!ss || !fresh || !held || !prev_seq || !prev_rt) {
+        r = -ENOMEM;
+        pc_error_set(err, r, "out of memory starting %u mappings", n);
+        goto out;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        r = map_prepare_locked(ms[i], err);
+        if (r < 0)
+            goto out;
+    }
+    /* Everything that can fail or take time happens before the hold: a
+     * fresh bitmap costs O(1) whatever the volume size (bitmap.h B4). */
+    for (unsigned i = 0; i < n; i++) {
+        unsigned j = 0;
+        while (j < nsrc && ss[j].src != ms[i]->src)
+            j++;
+        if (j == nsrc) {
+            ss[nsrc].src = ms[i]->src;
+            ss[nsrc].old = atomic_load(&ms[i]->src->chain);
+            ss[nsrc].shift = ms[i]->grain_shift;
+            nsrc++;
+        }
+        ss[j].adds++;
+        fresh[i] = bitmap_create(ms[i]->grains, &r);
+        if (!fresh[i]) {
+            r = -ENOMEM;
+            pc_error_set(err, r, "out of memory starting mapping %s", ms[i]->name);
+            goto out;
+        }
+    }
+    for (unsigned j = 0; j < nsrc; j++) {
+        unsigned had = ss[j].old ? ss[j].old->n : 0;
+        if (had + ss[j].adds > PC_MAX_TARGETS) {
+            r = -ENOSPC;
+            pc_error_set(err, r, "source %s has %u started mappings; starting %u more would "
+                         "pass the limit of %u", ss[j].src->name, had, ss[j].adds, PC_MAX_TARGETS);
+            goto out;
+        }
+        ss[j].c = chain_alloc(had + ss[j].adds, ss[j].shift);   /* M4: one per source */
+        if (!ss[j].c) {
+            r = -ENOMEM;
+            pc_error_set(err, r, "out of memory starting mappings of source %s", ss[j].src->name);
+            goto out;
+        }
+        for (unsigned i = 0; i < had; i++)
+            ss[j].c->maps[i] = ss[j].old->maps[i];
+        ss[j].c->n = had;
+        ss[j].last_seq = had ? ss[j].old->maps[had - 1]->start_seq : 0;
+        held[nheld++] = ss[j].src;
+    }
+    /* The chain's order survives a restart (meta.c): a start sequence above
+     * every older mapping's, whatever the clock does. */
+    uint64_t now = now_ns(CLOCK_REALTIME);
+    for (unsigned i = 0; i < n; i++) {
+        struct pc_map *m = ms[i];
+        struct start_src *s = ss;
+        while (s->src != m->src)
+            s++;
+        s->c->maps[s->c->n++] = m;
+        prev_seq[i] = m->start_seq;
+        prev_rt[i] = m->start_realtime_ns;
+        nseq++;
+        m->start_seq = s->last_seq >= now ? s->last_seq + 1 : now;
+        s->last_seq = m->start_seq;
+        m->start_realtime_ns = now;
+        held[nheld++] = m->tgt;
+    }
+    /* D2: each new generation is durable before the chains change.  If one
+     * cannot be written, those already written go back to saying prepared
+     * (a restart finds them prepared either way: nothing was published). */
+    for (; nmeta < n; nmeta++) {
+        r = meta_start(ms[nmeta], err);
+        if (r < 0)
+            goto out;
+    }
+
+    uint64_t t0 = now_ns(CLOCK_MONOTONIC);
+    for (unsigned i = 0; i < nheld; i++)
+        atomic_store(&held[i]->hold, 1);
+    for (unsigned i = 0; i < nheld; i++)
+        volume_drain_writes(held[i]);                 /* writes in flight drain */
+    for (unsigned j = 0; j < nsrc; j++)
+        atomic_store_explicit(&ss[j].src->chain, ss[j].c, memory_order_release);
+    for (unsigned i = 0; i < n; i++) {
+        /* The targets are offline while prepared, so nothing reads the old
+         * bits; they are freed after the grace period below. */
+        struct bitmap *old_bits = ms[i]->bits;
+        ms[i]->bits = fresh[i];
+        fresh[i] = old_bits;
+        atomic_store(&ms[i]->complete, false);
+        atomic_store(&ms[i]->split, false);
+        atomic_fetch_add(&ms[i]->gen, 1);
+        atomic_store(&ms[i]->in_chain, true);
+        set_state_locked(ms[i], PC_MAP_COPYING);     /* M3: after the chain */
+    }
+    for (unsigned i = 0; i < nheld; i++)
+        volume_hold_release(held[i]);
+    uint64_t held_ns = now_ns(CLOCK_MONOTONIC) - t0;
+
+    srcu_sync(ms[0]->e);                             /* nobody reads the old chains now */
+    for (unsigned j = 0; j < nsrc; j++) {
+        free(ss[j].old);
+        ss[j].c = NULL;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        struct pc_map *m = ms[i];
+        m->start_hold_ns = held_ns;
+        m->invalid[0] = 0;             /* a fresh point in time needs no vouching */
+        atomic_store(&m->failed, false);
+        atomic_store(&m->fail_err, 0);
+        assert(map_check(m));
+        bgcopy_kick(m);
+    }
+    if (hold_ns)
+        *hold_ns = held_ns;
+out:
+    if (r < 0) {
+        /* Nothing was published: the mappings stay prepared, and those whose
+         * metadata already said started say prepared again. */
+        for (unsigned i = 0; i < nseq; i++) {
+            ms[i]->start_seq = prev_seq[i];
+            ms[i]->start_realtime_ns = prev_rt[i];
+        }
+        for (unsigned i = 0; i < nmeta; i++)
+            meta_write_state(ms[i]);
+    }
+    for (unsigned j = 0; ss && j < nsrc; j++)
+        free(ss[j].c);
+    for (unsigned i = 0; fresh && i < n; i++)
+        bitmap_destroy(fresh[i]);
+    free(ss);
+    free(fresh);
+    free(held);
+    free(prev_seq);
+    free(prev_rt);
     return r;
 }
 
 int pc_map_start(struct pc_map *m, struct pc_error *err)
 {
-    struct pc_engine *e = m->e;
-    struct pc_volume *src = m->src;
-    struct bitmap *fresh, *old_bits;
-    struct chain *old, *c;
-    int r;
-
-    pthread_mutex_lock(&e->ctl_lock);
-    r = prepare_locked(m, err);
-    if (r < 0)
-        goto out;
-    old = atomic_load(&src->chain);
-    if (old && old->n >= PC_MAX_TARGETS) {
-        r = -ENOSPC;
-        pc_error_set(err, r, "source %s already has %u started mappings", src->name, old->n);
-        goto out;
-    }
-    /* Everything that can fail or take time happens before the hold: a
-     * fresh bitmap costs O(1) whatever the volume size (bitmap.h B4). */
-    fresh = bitmap_create(m->grains, &r);
-    c = chain_alloc((old ? old->n : 0) + 1, m->grain_shift);
-    if (!fresh || !c) {
-        bitmap_destroy(fresh);
-        free(c);
-        r = -ENOMEM;
-        pc_error_set(err, r, "out of memory starting mapping %s", m->name);
-        goto out;
-    }
-    for (unsigned i = 0; old && i < old->n; i++)
-        c->maps[i] = old->maps[i];
-    c->maps[c->n - 1] = m;
-
-    /* The chain's order survives a restart (meta.c): a start sequence above
-     * every older mapping's, whatever the clock does. */
-    uint64_t seq = now_ns(CLOCK_REALTIME);
-    if (old && old->n && old->maps[old->n - 1]->start_seq >= seq)
-        seq = old->maps[old->n - 1]->start_seq + 1;
-    uint64_t prev_seq = m->start_seq, prev_rt = m->start_realtime_ns;
-    m->start_seq = seq;
-    m->start_realtime_ns = now_ns(CLOCK_REALTIME);
-    /* D2: the new generation is durable before the chain changes. */
-    r = meta_start(m, err);
-    if (r < 0) {
-        m->start_seq = prev_seq;
-        m->start_realtime_ns = prev_rt;
-        bitmap_destroy(fresh);
-        free(c);
-        goto out;
-    }
-    /* The target is offline while prepared, so nothing reads m->bits. */
-    old_bits = m->bits;
-    m->bits = fresh;
-    atomic_store(&m->complete, false);
-    atomic_fetch_add(&m->gen, 1);
-    m->start_hold_ns = chain_publish_locked(src, m->tgt, c, m, true);
-    m->invalid[0] = 0;             /* a fresh point in time needs no vouching */
-    atomic_store(&m->failed, false);
-    atomic_store(&m->fail_err, 0);
-    bitmap_destroy(old_bits);      /* after publish's grace period */
-    assert(map_check(m));
-    bgcopy_kick(m);
-out:
-    pthread_mutex_unlock(&e->ctl_lock);
+    pthread_mutex_lock(&m->e->ctl_lock);
+    int r = refuse_group_member(m, "start", err);
+    if (r == 0)
+        r = map_start_many_locked(&m, 1, NULL, err);
+    pthread_mutex_unlock(&m->e->ctl_lock);
     return r;
 }
 
-int pc_map_stop(struct pc_map *m, struct pc_error *err)
+int map_stop_locked(struct pc_map *m, bool split, struct pc_error *err)
 {
     int r = 0;
-    pthread_mutex_lock(&m->e->ctl_lock);
-    switch (map_state(m)) {
+    int s = map_state(m);
+    if (split) {
+        bool whole = atomic_load(&m->complete) ||
+                     ((s == PC_MAP_COPYING || s == PC_MAP_STOPPING) &&
+                      bitmap_find_next_unset(m->bits, 0) >= m->grains);
+        if (s == PC_MAP_IDLE_OR_COPIED && !atomic_load(&m->in_chain))
+            return 0;                 /* nothing depends on it: already split */
+        if (!whole || s == PC_MAP_SUSPENDED) {
+            pc_error_set(err, -EINVAL, "mapping %s is %s at %s; a stop with split needs "
+                         "progress 100 (a whole image on target %s)", m->name,
+                         pc_map_state_name(s), whole ? "100%" : "less than 100%", m->tgt->name);
+            return -EINVAL;
+        }
+        atomic_store(&m->split, true);
+        if (s == PC_MAP_STOPPING || s == PC_MAP_IDLE_OR_COPIED) {
+            /* Already cleaning, or copied but older mappings still read
+             * through its target: clean at full speed now. */
+            if (s == PC_MAP_IDLE_OR_COPIED)
+                begin_stop_locked(m, PC_MAP_STOPPING);
+            atomic_fetch_add(&m->gen, 1);
+            bgcopy_kick(m);
+            return 0;
+        }
+    }
+    switch (s) {
     case PC_MAP_COPYING:
     case PC_MAP_SUSPENDED:
         begin_stop_locked(m, PC_MAP_STOPPING);
@@ -684,10 +819,29 @@ int pc_map_stop(struct pc_map *m, struct pc_error *err)
     default:
         r = -EINVAL;
         pc_error_set(err, r, "mapping %s is %s; only a copying or prepared mapping can be stopped",
-                     m->name, pc_map_state_name(map_state(m)));
+                     m->name, pc_map_state_name(s));
         break;
     }
     assert(map_check(m));
+    return r;
+}
+
+int pc_map_stop(struct pc_map *m, struct pc_error *err)
+{
+    pthread_mutex_lock(&m->e->ctl_lock);
+    int r = refuse_group_member(m, "stop", err);
+    if (r == 0)
+        r = map_stop_locked(m, false, err);
+    pthread_mutex_unlock(&m->e->ctl_lock);
+    return r;
+}
+
+int pc_map_stop_split(struct pc_map *m, struct pc_error *err)
+{
+    pthread_mutex_lock(&m->e->ctl_lock);
+    int r = refuse_group_member(m, "stop", err);
+    if (r == 0)
+        r = map_stop_locked(m, true, err);
     pthread_mutex_unlock(&m->e->ctl_lock);
     return r;
 }
@@ -723,6 +877,10 @@ int pc_map_delete(struct pc_map *m, bool force, struct pc_error *err)
         }
     }
     m->deleted = true;
+    if (m->group) {
+        m->group->nmaps--;                         /* group.c G1 */
+        m->group = NULL;
+    }
     atomic_store(&m->tgt->tgt_map, NULL);
     m->src->nmaps_as_source--;
     pthread_cond_broadcast(&e->state_cond);
@@ -854,6 +1012,8 @@ int pc_map_info(struct pc_map *m, struct pc_map_info *info)
     info->persistent = m->meta != NULL;
     info->durability = meta_strict(m) || !m->meta ? PC_DURABILITY_STRICT : PC_DURABILITY_NONE;
     snprintf(info->invalid, sizeof info->invalid, "%s", m->invalid);
+    if (m->group)
+        snprintf(info->group, sizeof info->group, "%s", m->group->name);
 
     bool fresh = info->state == PC_MAP_IDLE_OR_COPIED && !info->complete &&
                  !atomic_load(&m->in_chain);

@@ -52,6 +52,7 @@ extern "C" {
 struct pc_engine;
 struct pc_volume;
 struct pc_map;
+struct pc_group;
 struct pc_worker;
 
 /* A user-facing error: code is -errno, msg a full sentence naming the object. */
@@ -208,6 +209,7 @@ struct pc_map_opts {
     int               copy_rate;     /* 0–150 or PC_RATE_UNLIMITED; -1 = default 50 */
     int               clean_rate;    /* likewise; other negative values are refused */
     bool              incremental;   /* reserved: accepted, recorded */
+    struct pc_group  *group;         /* consistency group, or NULL (pc_map_set_group) */
     /*
      * Recreating a mapping a daemon knew before it restarted: its split
      * bitmap is not persisted yet, so it comes back idle_or_copied (the
@@ -253,6 +255,7 @@ struct pc_map_info {
     bool              persistent;         /* has a metadata file */
     enum pc_durability durability;
     char              invalid[256];       /* why a restart could not vouch for the target, or "" */
+    char              group[64];          /* consistency group, or "" */
 };
 
 int  pc_map_create(struct pc_engine *e, const struct pc_map_opts *opts,
@@ -275,6 +278,13 @@ int  pc_map_start(struct pc_map *m, struct pc_error *err);
  * begun, pc_map_wait() waits for the end.
  */
 int  pc_map_stop(struct pc_map *m, struct pc_error *err);
+/*
+ * Stop with split (stopfcmap -split): only once the target holds a whole
+ * image (progress 100).  The target stays online as an independent copy; what
+ * older mappings still need from it is cleaned to them at full speed, whatever
+ * the clean rate, and the mapping ends idle_or_copied (pc_map_wait).
+ */
+int  pc_map_stop_split(struct pc_map *m, struct pc_error *err);
 /* Delete an idle_or_copied or stopped mapping; force stops it first (and waits). */
 int  pc_map_delete(struct pc_map *m, bool force, struct pc_error *err);
 int  pc_map_set_copy_rate(struct pc_map *m, int rate, struct pc_error *err);
@@ -287,6 +297,48 @@ void pc_map_state_get(struct pc_map *m, enum pc_map_state *state, bool *complete
 int  pc_map_wait(struct pc_map *m, enum pc_map_state state, int timeout_ms);
 
 const char *pc_map_state_name(enum pc_map_state s);
+
+/* ------------------------------------------------------ consistency groups */
+
+/*
+ * A consistency group starts its mappings at one point in time: one write
+ * hold over every source and target at once, whatever the number of
+ * mappings or the size of their volumes.  Members are prepared, started and
+ * stopped through the group (pc_map_prepare/start/stop refuse them); a
+ * mapping joins or leaves while idle_or_copied or stopped.
+ */
+#define PC_GROUP_MAX_MAPS    512u           /* as Spectrum Virtualize */
+
+struct pc_group_info {
+    char              name[64];
+    bool              empty;              /* no mappings: the SVC "empty" state */
+    enum pc_map_state state;              /* the members' state (see pc_group_info) */
+    unsigned          mappings;
+    uint64_t          start_hold_ns;      /* how long the last start held writes */
+    uint64_t          start_ns;           /* CLOCK_REALTIME of the last start, 0 = never */
+};
+
+int  pc_group_create(struct pc_engine *e, const char *name, struct pc_group **out,
+                     struct pc_error *err);
+struct pc_group *pc_group_find(struct pc_engine *e, const char *name);
+/* -EBUSY while it has mappings, unless force: they then stay, stand-alone. */
+int  pc_group_delete(struct pc_group *g, bool force, struct pc_error *err);
+/* Join g (NULL: leave the group); the mapping is idle_or_copied or stopped. */
+int  pc_map_set_group(struct pc_map *m, struct pc_group *g, struct pc_error *err);
+/* Every member prepared (each flushes its source), or an error naming the first that failed. */
+int  pc_group_prepare(struct pc_group *g, struct pc_error *err);
+/* The point in time for every member: prepares first where needed. */
+int  pc_group_start(struct pc_group *g, struct pc_error *err);
+/* Stop every started member (split: pc_map_stop_split for each; all must be complete). */
+int  pc_group_stop(struct pc_group *g, bool split, struct pc_error *err);
+/*
+ * The state: empty without members; else the members' common state, or
+ * when they differ the first present of suspended, preparing, stopping,
+ * copying, stopped, prepared, idle_or_copied (the one that needs acting on).
+ */
+int  pc_group_info(struct pc_group *g, struct pc_group_info *info);
+/* Up to max members (in the order they joined); returns how many there are. */
+unsigned pc_group_members(struct pc_group *g, struct pc_map **out, unsigned max);
 /* Bytes per second for a copy/clean rate (SVC table); 0 for 0, UINT64_MAX for unlimited. */
 uint64_t pc_rate_bytes_per_sec(int rate);
 /* Parse "0".."150" or "unlimited"; -EINVAL otherwise. */

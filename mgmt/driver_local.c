@@ -86,6 +86,20 @@ static bool have_groups(struct mgmt_driver *d)
     return r != -ENOSYS;
 }
 
+/*
+ * Does method take param?  Asked without side effects: params are checked
+ * for unknown names before required ones (ctl_params_validate), so a
+ * request with only that param fails either way, and says which.
+ */
+static bool takes_param(struct mgmt_driver *d, const char *method, const char *param)
+{
+    struct pc_error e = { 0 };
+    json_t *res = NULL;
+    int r = lcall(d, false, method, json_pack("{s:b}", param, 1), &res, &e);
+    json_decref(res);
+    return !(r == -EINVAL && strstr(e.msg, "unknown parameter"));
+}
+
 static int check_copyset(struct mgmt_driver *d, const char *h1, const char *t1,
                          struct pc_error *err)
 {
@@ -133,10 +147,10 @@ static int ensure_map(struct mgmt_driver *d, const char *rel, const char *src, c
         return r;
     json_t *p = json_pack("{s:s, s:s, s:s, s:i}", "source", src, "target", tgt, "name", rel,
                           "copy_rate", rate);
-    if (group) {
+    if (group)
         json_object_set_new(p, "group", json_string(group));
+    if (group && takes_param(d, "map.create", "incremental"))
         json_object_set_new(p, "incremental", json_true());
-    }
     return lcall(d, true, "map.create", p, NULL, err);
 }
 
@@ -342,9 +356,11 @@ static int restore(struct mgmt_driver *d, const struct mgmt_dsession *s, struct 
     }
     if (r == 0)
         r = stop_active(d, s, groups, true, err);
+    (void)groups;
+    bool with_restore = takes_param(d, "map.start", "restore");
     for (unsigned i = 0; i < s->ncs && r == 0; i++) {
         json_t *p = json_pack("{s:s}", "name", s->cs[i].rrel);
-        if (groups)
+        if (with_restore)
             json_object_set_new(p, "restore", json_true());
         r = lcall(d, true, "map.start", p, NULL, err);
     }

@@ -426,8 +426,9 @@ int session_action(struct mgmt *m, const char *name, const char *action, const c
             snprintf(msg, sizeof msg, "%s", e.msg);
         } else {
             r = s.ops->restore(&d, &s.ds, &e);
-            new_state = r == 0 ? "Recovering" : "Suspended";
-            new_status = r == 0 ? "Warning" : "Severe";
+            /* A refused restore leaves the targets' image as it was. */
+            new_state = r == 0 ? "Recovering" : NULL;
+            new_status = r == 0 ? "Warning" : NULL;
             if (r < 0)
                 snprintf(msg, sizeof msg, "restore failed: %s", e.msg);
         }

@@ -46,7 +46,7 @@ contains "$err" "--copy-rate: '151' is not a rate"
 expect 2 pc map create a b --grain big
 contains "$err" "--grain: 'big'"
 expect 2 pc map set m
-contains "$err" "give --copy-rate, --clean-rate or both"
+contains "$err" "give --copy-rate, --clean-rate, --group, --no-group or --autodelete"
 expect 2 pc map wait m --state copied
 contains "$err" "--state: 'copied' is not a state"
 expect 2 pc map wait m --timeout soon

@@ -164,19 +164,29 @@ int catalog_open_at(const char *path, int want, sqlite3 **out, int *got, struct 
     st = NULL;
     if (rc != SQLITE_OK && rc != SQLITE_DONE)
         goto fail_rc;
-    if ((rc = exec_simple(db, "PRAGMA journal_mode=WAL")) != SQLITE_OK ||
-        (rc = exec_simple(db, "PRAGMA foreign_keys=ON")) != SQLITE_OK ||
-        (rc = exec_simple(db, "PRAGMA synchronous=FULL")) != SQLITE_OK ||
-        (rc = exec_simple(db, "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                          "version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")) != SQLITE_OK)
-        goto fail_rc;
-    rc = sqlite3_prepare_v2(db, "SELECT coalesce(max(version), 0) FROM schema_migrations",
+    /* K4: a database with tables but no schema version is someone else's. */
+    rc = sqlite3_prepare_v2(db, "SELECT count(*), sum(name = 'schema_migrations') FROM "
+                            "sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
                             -1, &st, NULL);
     if (rc != SQLITE_OK || (rc = sqlite3_step(st)) != SQLITE_ROW)
         goto fail_rc;
-    version = sqlite3_column_int(st, 0);
+    int ntables = sqlite3_column_int(st, 0), ours = sqlite3_column_int(st, 1);
     sqlite3_finalize(st);
     st = NULL;
+    if (ntables > 0 && !ours) {
+        int r = open_fail(db, path, SQLITE_NOTADB, "it has tables but no schema version", err);
+        sqlite3_close(db);
+        return r;
+    }
+    if (ours) {
+        rc = sqlite3_prepare_v2(db, "SELECT coalesce(max(version), 0) FROM schema_migrations",
+                                -1, &st, NULL);
+        if (rc != SQLITE_OK || (rc = sqlite3_step(st)) != SQLITE_ROW)
+            goto fail_rc;
+        version = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        st = NULL;
+    }
     if (version > MGMT_SCHEMA_VERSION) {   /* K2 */
         mgmt_fail(err, -EPROTONOSUPPORT, "catalog %s has schema version %d, newer than this "
                   "pitcopy knows (%d); run the pitcopy that wrote it, or a newer one", path,
@@ -184,23 +194,12 @@ int catalog_open_at(const char *path, int want, sqlite3 **out, int *got, struct 
         sqlite3_close(db);
         return -EPROTONOSUPPORT;
     }
-    /* Tables a catalog has that this version does not make: not ours. */
-    if (version == 0) {
-        rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE type='table' "
-                                "AND name NOT IN ('schema_migrations') "
-                                "AND name NOT LIKE 'sqlite_%'", -1, &st, NULL);
-        if (rc != SQLITE_OK || (rc = sqlite3_step(st)) != SQLITE_ROW)
-            goto fail_rc;
-        int n = sqlite3_column_int(st, 0);
-        sqlite3_finalize(st);
-        st = NULL;
-        if (n > 0) {
-            int r = open_fail(db, path, SQLITE_NOTADB, "it has tables but no schema version",
-                              err);
-            sqlite3_close(db);
-            return r;
-        }
-    }
+    if ((rc = exec_simple(db, "PRAGMA journal_mode=WAL")) != SQLITE_OK ||
+        (rc = exec_simple(db, "PRAGMA foreign_keys=ON")) != SQLITE_OK ||
+        (rc = exec_simple(db, "PRAGMA synchronous=FULL")) != SQLITE_OK ||
+        (rc = exec_simple(db, "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                          "version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")) != SQLITE_OK)
+        goto fail_rc;
     for (int v = version + 1; v <= want; v++) {   /* K1 */
         char sql[160];
         if ((rc = exec_simple(db, "BEGIN IMMEDIATE")) != SQLITE_OK)

@@ -570,17 +570,41 @@ static int session_list(struct mgmt *m, json_t **out, struct pc_error *err)
     return 0;
 }
 
+/* A target is in one copy set at most, and never also a host volume; a host
+ * volume may be in several sessions (several targets), once in each. */
+static int copyset_conflict_locked(struct mgmt *m, const char *name, const char *h1,
+                                   const char *t1, struct pc_error *err)
+{
+    json_t *row = NULL;
+    int r = catalog_row(m, err, &row, "SELECT session, h1, t1 FROM copysets WHERE t1 = ? OR "
+                        "h1 = ? OR t1 = ? OR (session = ? AND h1 = ?)", "sssss", t1, t1, h1,
+                        name, h1);
+    if (r == -ENOENT)
+        return 0;
+    if (r == 0) {
+        const char *os = json_string_value(json_object_get(row, "session"));
+        const char *oh = json_string_value(json_object_get(row, "h1"));
+        const char *ot = json_string_value(json_object_get(row, "t1"));
+        const char *vol = strcmp(ot, t1) == 0 || strcmp(oh, t1) == 0 ? t1 : h1;
+        r = mgmt_fail(err, -EEXIST, "session %s: copy set %s -> %s: volume %s is already in "
+                      "copy set %s -> %s of session %s", name, h1, t1, vol, oh, ot, os);
+    }
+    json_decref(row);
+    return r;
+}
+
 static int session_add_copyset(struct mgmt *m, const json_t *p, json_t **out,
                                struct pc_error *err)
 {
     const char *name = json_string_value(json_object_get(p, "name"));
     const char *h1 = json_string_value(json_object_get(p, "h1"));
     const char *t1 = json_string_value(json_object_get(p, "t1"));
-    json_t *row = NULL;
     struct sess s;
     int r;
     pthread_mutex_lock(&m->lock);
     r = sess_load_locked(m, name, &s, err);
+    if (r == 0 && (r = copyset_conflict_locked(m, name, h1, t1, err)) < 0)
+        sess_free(&s);
     pthread_mutex_unlock(&m->lock);
     if (r < 0)
         return r;
@@ -599,22 +623,10 @@ static int session_add_copyset(struct mgmt *m, const json_t *p, json_t **out,
     }
     sess_free(&s);
     pthread_mutex_lock(&m->lock);
-    /* A target is in one copy set at most, and never also a host volume; a
-     * host volume may be in several sessions (several targets), once each. */
-    if (catalog_row(m, NULL, &row, "SELECT session, h1, t1 FROM copysets WHERE t1 = ? OR "
-                    "h1 = ? OR t1 = ? OR (session = ? AND h1 = ?)", "sssss", t1, t1, h1, name,
-                    h1) == 0) {
-        const char *os = json_string_value(json_object_get(row, "session"));
-        const char *oh = json_string_value(json_object_get(row, "h1"));
-        const char *ot = json_string_value(json_object_get(row, "t1"));
-        const char *vol = strcmp(ot, t1) == 0 || strcmp(oh, t1) == 0 ? t1 : h1;
-        r = mgmt_fail(err, -EEXIST, "session %s: copy set %s -> %s: volume %s is already in "
-                      "copy set %s -> %s of session %s", name, h1, t1, vol, oh, ot, os);
-    } else {
+    if ((r = copyset_conflict_locked(m, name, h1, t1, err)) == 0) {
         r = catalog_exec(m, err, "INSERT INTO copysets (session, h1, t1) VALUES (?, ?, ?)",
                          "sss", name, h1, t1);
     }
-    json_decref(row);
     if (r >= 0)
         r = sess_load_locked(m, name, &s, err);
     pthread_mutex_unlock(&m->lock);

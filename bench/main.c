@@ -1283,6 +1283,101 @@ static int bench_targets(struct bench *b)
 }
 
 /* ------------------------------------------------------------------------
+ * incremental_restart_bytes, incremental_restart_time */
+
+/* Start m with no background copy, note what it must copy, then copy at
+ * the unlimited rate; the bytes and seconds from start to idle_or_copied. */
+static int timed_start(struct bench *b, struct pc_map *m, double *bytes, double *secs)
+{
+    struct pc_error err = { 0 };
+    struct pc_map_info info;
+    double t0 = now_s();
+    int r = pc_map_set_copy_rate(m, 0, &err);
+    if (r == 0)
+        r = pc_map_start(m, &err);
+    if (r < 0)
+        return fail(b, r, "%s", err.msg);
+    pc_map_info(m, &info);
+    *bytes = (double)(info.grains - info.grains_split) * info.grain_size;
+    if ((r = pc_map_set_copy_rate(m, PC_RATE_UNLIMITED, &err)) < 0)
+        return fail(b, r, "%s", err.msg);
+    if ((r = pc_map_wait(m, PC_MAP_IDLE_OR_COPIED, WAIT_MS)) < 0)
+        return fail(b, r, "background copy did not finish: %s", strerror(-r));
+    *secs = now_s() - t0;
+    pc_map_info(m, &info);
+    if (!info.complete)
+        return fail(b, -EIO, "an incremental copy ended incomplete");
+    return 0;
+}
+
+/* A full copy of the source, 1 % of its grains changed (one 4 KiB write
+ * each, at random), and the restart: ratio = restart / full copy. */
+static int bench_incremental(struct bench *b)
+{
+    struct result rb = result_new("incremental_restart_bytes", "bytes", 0.0105, "<=");
+    struct result rt = result_new("incremental_restart_time", "s", 0.02, "<=");
+    char *buf = pc_buf_alloc_any(IO_4K);
+    uint64_t grains = b->vol_size / b->grain, nchange = grains / 100;
+    int r = buf ? 0 : -ENOMEM;
+
+    for (unsigned i = 0; i < b->runs && r == 0; i++) {
+        struct bvol t = { 0 };
+        struct pc_map *m = NULL;
+        struct pc_error err = { 0 };
+        double full_b, full_s, inc_b, inc_s;
+        if ((r = vol_fresh(b, b->dir, "inc-tgt", b->vol_size, &t)) < 0)
+            break;
+        struct pc_map_opts o = { .name = "inc", .source = b->src, .target = t.v,
+                                 .grain_size = b->grain, .copy_rate = 0,
+                                 .clean_rate = PC_RATE_UNLIMITED, .incremental = true };
+        if ((r = pc_map_create(b->e, &o, &m, &err)) < 0)
+            r = fail(b, r, "%s", err.msg);
+        if (r == 0)
+            r = timed_start(b, m, &full_b, &full_s);
+        /* 1 % of the grains, distinct: a random start and an odd stride. */
+        uint64_t g = load_rand(&b->seed) % grains, stride = (grains / nchange) | 1;
+        for (uint64_t k = 0; k < nchange && r == 0; k++, g = (g + stride) % grains) {
+            memset(buf, (int)(k + i + 1), IO_4K);
+            r = pc_io_sync(b->e, PC_IO_WRITE, b->src, g * b->grain, IO_4K, buf, 0);
+            if (r < 0)
+                r = fail(b, r, "writing the source: %s", strerror(-r));
+        }
+        if (r == 0) {
+            struct pc_map_info info;
+            pc_map_info(m, &info);
+            if (info.grains_changed != nchange)
+                r = fail(b, -EIO, "%llu grains recorded as changed, not %llu",
+                         (unsigned long long)info.grains_changed, (unsigned long long)nchange);
+        }
+        if (r == 0)
+            r = timed_start(b, m, &inc_b, &inc_s);
+        if (r == 0)
+            r = verify_copy(b, t.v, 64);
+        map_drop(&m);
+        vol_drop(&t);
+        if (r < 0)
+            break;
+        rb.runs[i] = inc_b;
+        rb.base_runs[i] = full_b;
+        rt.runs[i] = inc_s;
+        rt.base_runs[i] = full_s;
+        logf_("incremental run %u/%u: full copy %.0f MB in %.3f s, restart after 1 %% changed "
+              "%.1f MB in %.4f s", i + 1, b->runs, full_b / 1e6, full_s, inc_b / 1e6, inc_s);
+    }
+    pc_buf_free_any(buf, IO_4K);
+    if (r < 0)
+        return r;
+    rb.nruns = rb.nbase = rt.nruns = rt.nbase = b->runs;
+    detail_num(&rb, "grains", (double)grains);
+    detail_num(&rb, "grains_changed", (double)nchange);
+    detail_num(&rb, "grain", b->grain);
+    emit(b, &rb, 0);
+    detail_num(&rt, "grains_changed", (double)nchange);
+    emit(b, &rt, 1);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
  * Groups, options, main. */
 
 static const struct group {
@@ -1301,6 +1396,8 @@ static const struct group {
     { { "steady_write" }, bench_steady, true, NULL },
     { { "redirect_read" }, bench_redirect, true, NULL },
     { { "targets_16v1" }, bench_targets, true, NULL },
+    { { "incremental_restart_bytes", "incremental_restart_time" }, bench_incremental, true,
+      "incremental" },
     { { "nbd_randread_4k", "nbd_randread_4k_nj4", "nbd_randwrite_4k", "nbd_randwrite_4k_nj4" },
       bench_nbd_rand, false, "nbd" },
     { { "nbd_cow_first_touch_4k" }, bench_nbd_cow, false, "nbd" },
@@ -1348,6 +1445,8 @@ static void usage(FILE *f)
 "  steady_write              4 KiB writes, every grain split, vs no mapping\n"
 "  redirect_read             4 KiB reads of an unsplit target vs the source\n"
 "  targets_16v1              first-touch writes with 16 targets vs 1\n"
+"  incremental (tag)         a restart after 1 %% of the grains changed vs the full\n"
+"    incremental_restart_bytes|time  copy before it: bytes and seconds (ratio)\n"
 "  nbd (tag: all of these)   `pitcopy serve` over NBD vs qemu-storage-daemon:\n"
 "    nbd_randread_4k|randwrite_4k[_nj4]  fio nbd engine, 4 KiB qd 32, 1|4 jobs\n"
 "    nbd_cow_first_touch_4k  first-touch writes through NBD vs copy-before-write\n"

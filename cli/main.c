@@ -137,7 +137,7 @@ static const struct cli_cmd commands[] = {
       "  pitcopy volume delete db-copy --keep-file\n" },
     { "map", "create", cmd_map_create,
       "map create SOURCE TARGET [--name NAME] [--grain SIZE] [--copy-rate RATE] "
-      "[--clean-rate RATE] [--group G] [--autodelete]",
+      "[--clean-rate RATE] [--group G] [--autodelete] [--incremental]",
       "Create a mapping SOURCE -> TARGET (volumes of the same size).  It starts\n"
       "idle_or_copied; `pitcopy map start` makes the point-in-time copy.\n"
       "\n"
@@ -151,7 +151,10 @@ static const struct cli_cmd commands[] = {
       "  --group G         member of consistency group G (`pitcopy group create`):\n"
       "                    prepared, started and stopped with the group\n"
       "  --autodelete      delete the mapping once its background copy completes\n"
-      "                    (and no older mapping reads through its target)\n" STATE_HELP
+      "                    (and no older mapping reads through its target)\n"
+      "  --incremental     record the grains written on source or target since\n"
+      "                    each start; a start after a complete copy copies only\n"
+      "                    those (NBD meta context pitcopy:changed shows them)\n" STATE_HELP
       "\n"
       "Example:\n"
       "  pitcopy map create db db-copy --name nightly --copy-rate 80\n"
@@ -167,15 +170,24 @@ static const struct cli_cmd commands[] = {
       "Example:\n"
       "  pitcopy map prepare nightly\n" },
     { "map", "start", cmd_map_start,
-      "map start NAME",
+      "map start NAME [--restore]",
       "Start a mapping: the point in time.  Writes to the source are held for a\n"
       "moment (reported), then the target reads as the source did at that instant\n"
       "while the background copy fills it.  Prepares first when needed.\n"
       "\n"
-      "Options:\n" STATE_HELP
+      "Options:\n"
+      "  --restore         NAME goes from a target T back to its source S (made with\n"
+      "                    `map create T S` while S -> T exists): S reads as T at\n"
+      "                    once, and the copy makes it so on disk at NAME's copy\n"
+      "                    rate.  T and S's other targets keep their points in\n"
+      "                    time.  Meanwhile S's other mappings cannot start or stop;\n"
+      "                    stopped unfinished, S is offline until restarted.\n"
+      STATE_HELP
       "\n"
       "Example:\n"
-      "  pitcopy map start nightly && pitcopy map wait nightly\n" },
+      "  pitcopy map start nightly && pitcopy map wait nightly\n"
+      "  pitcopy map create checkpoint ledger --name undo --copy-rate unlimited\n"
+      "  pitcopy map start undo --restore && pitcopy map wait undo\n" },
     { "map", "stop", cmd_map_stop,
       "map stop NAME [--split]",
       "Stop a copying or prepared mapping.  A copying one first cleans (stopping):\n"

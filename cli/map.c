@@ -60,6 +60,14 @@ static void map_print(const json_t *m)
     out_kv("consistency group", "%s",
            json_is_string(json_object_get(m, "group")) ? out_str(m, "group") : "none");
     out_kv("autodelete", "%s", out_bool(m, "autodelete") ? "on" : "off");
+    if (json_is_string(json_object_get(m, "partner")))
+        out_kv("restore partner", "%s%s", out_str(m, "partner"),
+               out_bool(m, "restoring") ? " (restoring now)" : "");
+    out_kv("incremental", "%s", out_bool(m, "incremental") ? "yes" : "no");
+    if (json_is_integer(json_object_get(m, "grains_changed")))
+        out_kv("grains changed", "%lld since the last start", out_int(m, "grains_changed"));
+    else if (out_bool(m, "incremental"))
+        out_kv("grains changed", "unknown: the next start copies everything");
     if (json_is_string(json_object_get(m, "started_at")))
         out_kv("last start", "%s, writes held %.3f ms", out_str(m, "started_at"),
                (double)out_int(m, "start_hold_ns") / 1e6);
@@ -109,7 +117,33 @@ int cmd_map_prepare(struct cli_ctx *ctx, int argc, char **argv)
 
 int cmd_map_start(struct cli_ctx *ctx, int argc, char **argv)
 {
-    return map_simple(ctx, argc, argv, "map.start", MAP_SLOW_TIMEOUT_MS);
+    bool restore = false;
+    struct args_opt opts[] = {
+        ARGS_OPT_FLAG("restore", &restore),
+        CLI_COMMON_OPTS(ctx), ARGS_OPT_END,
+    };
+    struct args a;
+    json_t *res;
+    int rc = cli_parse(ctx, argc, argv, opts, &a, 1, 1);
+    if (rc >= 0)
+        return rc;
+    json_t *params = json_pack("{s:s}", "name", a.pos[0]);
+    if (restore)
+        json_object_set_new(params, "restore", json_true());
+    rc = cli_call(ctx, "map.start", params, MAP_SLOW_TIMEOUT_MS, &res);
+    if (rc)
+        return rc;
+    if (ctx->json)
+        out_json(res);
+    else if (restore)
+        printf("mapping %s started: restoring %s from %s; writes held %.3f ms\n",
+               out_str(res, "name"), out_str(res, "target"), out_str(res, "source"),
+               (double)out_int(res, "start_hold_ns") / 1e6);
+    else
+        printf("mapping %s started: %s; writes held %.3f ms\n", out_str(res, "name"),
+               out_str(res, "state"), (double)out_int(res, "start_hold_ns") / 1e6);
+    json_decref(res);
+    return CLI_OK;
 }
 
 int cmd_map_stop(struct cli_ctx *ctx, int argc, char **argv)
@@ -147,9 +181,10 @@ int cmd_map_stop(struct cli_ctx *ctx, int argc, char **argv)
 int cmd_map_create(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *name = NULL, *grain = NULL, *copy = NULL, *clean = NULL, *group = NULL;
-    bool autodelete = false;
+    bool autodelete = false, incremental = false;
     struct args_opt opts[] = {
         ARGS_OPT_VALUE("name", &name),
+        ARGS_OPT_FLAG("incremental", &incremental),
         ARGS_OPT_VALUE("grain", &grain),
         ARGS_OPT_VALUE("group", &group),
         ARGS_OPT_FLAG("autodelete", &autodelete),
@@ -169,6 +204,8 @@ int cmd_map_create(struct cli_ctx *ctx, int argc, char **argv)
         json_object_set_new(params, "group", json_string(group));
     if (autodelete)
         json_object_set_new(params, "autodelete", json_true());
+    if (incremental)
+        json_object_set_new(params, "incremental", json_true());
     if (grain) {
         uint64_t g;
         if (args_parse_size(grain, &g) < 0 || g == 0 || g > INT32_MAX) {

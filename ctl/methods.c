@@ -109,10 +109,15 @@ static json_t *map_json(struct pc_map *m)
     json_object_set_new(j, "start_hold_ns", json_integer((json_int_t)i.start_hold_ns));
     json_object_set_new(j, "started_at", i.start_ns ? json_string(when) : json_null());
     json_object_set_new(j, "incremental", json_boolean(i.incremental));
+    /* null: not incremental, or the recording cannot vouch (the next start copies all) */
+    json_object_set_new(j, "grains_changed", i.changes_recorded
+                        ? json_integer((json_int_t)i.grains_changed) : json_null());
     json_object_set_new(j, "durability", json_string(!i.persistent ? "memory"
                             : i.durability == PC_DURABILITY_NONE ? "none" : "strict"));
     json_object_set_new(j, "invalid", i.invalid[0] ? json_string(i.invalid) : json_null());
     json_object_set_new(j, "group", i.group[0] ? json_string(i.group) : json_null());
+    json_object_set_new(j, "restoring", json_boolean(i.restoring));
+    json_object_set_new(j, "partner", i.partner[0] ? json_string(i.partner) : json_null());
     return j;
 }
 
@@ -332,6 +337,7 @@ static int m_map_create(struct ctl_call *c)
         .grain_size = (uint32_t)pint(c, "grain", 0),
         .copy_rate = prate(c, "copy_rate", -1),
         .clean_rate = prate(c, "clean_rate", -1),
+        .incremental = pbool(c, "incremental"),
         .initial_state = PC_MAP_IDLE_OR_COPIED,
     };
     struct pc_map *m;
@@ -442,7 +448,10 @@ static int map_transition(struct ctl_call *c, enum map_op op)
         return r;
     switch (op) {
     case OP_PREPARE: r = pc_map_prepare(cm->m, &c->err); break;
-    case OP_START:   r = pc_map_start(cm->m, &c->err); break;
+    case OP_START:
+        r = pbool(c, "restore") ? pc_map_start_restore(cm->m, &c->err)
+                                : pc_map_start(cm->m, &c->err);
+        break;
     case OP_STOP:
         r = pbool(c, "split") ? pc_map_stop_split(cm->m, &c->err) : pc_map_stop(cm->m, &c->err);
         break;
@@ -844,11 +853,11 @@ static const struct ctl_method methods[] = {
       { NAME("source"), NAME("target"), OPT("name", CTL_P_NAME),
         { "grain", CTL_P_INT, false, PC_GRAIN_MIN, PC_GRAIN_MAX },
         OPT("copy_rate", CTL_P_RATE), OPT("clean_rate", CTL_P_RATE), OPT("group", CTL_P_NAME),
-        OPT("autodelete", CTL_P_BOOL) } },
+        OPT("autodelete", CTL_P_BOOL), OPT("incremental", CTL_P_BOOL) } },
     { "map.list",      m_map_list,      false, { { 0 } } },
     { "map.show",      m_map_show,      false, { NAME("name") } },
     { "map.prepare",   m_map_prepare,   true,  { NAME("name") } },
-    { "map.start",     m_map_start,     true,  { NAME("name") } },
+    { "map.start",     m_map_start,     true,  { NAME("name"), OPT("restore", CTL_P_BOOL) } },
     { "map.stop",      m_map_stop,      true,  { NAME("name"), OPT("split", CTL_P_BOOL) } },
     { "map.delete",    m_map_delete,    true,  { NAME("name"), OPT("force", CTL_P_BOOL) } },
     { "map.set",       m_map_set,       true,

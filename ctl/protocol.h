@@ -35,7 +35,10 @@
  *     map.create        {source, target, name?, grain?, copy_rate?, clean_rate?,
  *                        group?, autodelete?}     → MAPPING
  *     map.list          {}                        → {mappings: [MAPPING]}
- *     map.show | map.prepare | map.start   {name} → MAPPING
+ *     map.show | map.prepare   {name}           → MAPPING
+ *     map.start         {name, restore?}          → MAPPING
+ *         restore: the mapping goes T -> S while S -> T exists (its partner);
+ *         S reads as T from now on (pc_map_start_restore)
  *     map.stop          {name, split?}            → MAPPING
  *         split: only at progress 100; cleans at full speed, target stays online
  *     map.delete        {name, force?}            → {name, deleted: true}
@@ -58,7 +61,8 @@
  *                grain_size, copy_rate, clean_rate, copy_bytes_per_sec,
  *                clean_bytes_per_sec, complete, target_online,
  *                dependent_mappings, grains_to_clean, start_hold_ns,
- *                started_at, incremental, durability, invalid, group, autodelete}
+ *                started_at, incremental, durability, invalid, group, autodelete,
+ *                restoring, partner}
  *     GROUP   = {name, state ("empty" or a mapping state), mappings: [name],
  *                start_hold_ns, started_at}
  *

@@ -78,8 +78,9 @@ t0=$(clock)
 nbdcopy --progress "$(uri checkpoint)" "$work/tape.img" &
 tape=$!
 
-say "00:02  restart: the ledger is restored from the checkpoint (read back from the target)"
-nbdcopy "$(uri checkpoint)" "$(uri ledger)"
+say "00:02  restart: the ledger is restored from the checkpoint — at once, the tape still reading it"
+pc map create checkpoint ledger --name undo --copy-rate 100
+pc map start undo --restore
 "$ledger" verify "$(uri ledger)" --step 1
 
 say "00:03  step 2 again, from the restored ledger: to success"
@@ -88,7 +89,9 @@ say "00:03  step 2 again, from the restored ledger: to success"
 wait "$tape"
 tape_s=$(elapsed "$t0")
 
-say "00:10  background copy: the checkpoint becomes a full, independent copy"
+say "00:10  background copy: the restore finishes on disk; the checkpoint becomes a full, independent copy"
+pc map wait undo --state idle_or_copied --timeout 600
+pc map delete undo
 pc map set nightly --copy-rate 100
 pc map wait nightly --state idle_or_copied --timeout 600
 pc map show nightly

@@ -12,6 +12,9 @@
  *   grains' busy slots like a target write (cow.c) and batch consecutive
  *   grains into one extent of up to 1 MiB.
  *
+ *   A restore mapping (restore.c) walks its unrestored grains the same way
+ *   and restores each onto its target, one grain per operation.
+ *
  *   Pacing is a token bucket in bytes: the SVC table's rate (pc_rate_*),
  *   at most two extents in flight; `unlimited` keeps 16 in flight and no
  *   bucket, to run at the devices' speed.
@@ -151,6 +154,20 @@ static void bg_extent_run(struct gop *g)
 {
     struct bgcopy *bg = g->driver;
     struct pc_map *m = bg->m;
+    if (atomic_load(&m->restoring)) {
+        /* A restore (restore.c) copies one grain at a time onto S. */
+        int rate;
+        if (desired_mode(m, &rate) != BG_COPY || g->kind != GOP_BGCOPY) {
+            bg_extent_done(g);
+            return;
+        }
+        if (rate != PC_RATE_UNLIMITED)
+            bg->tokens -= (int64_t)1 << m->grain_shift;
+        g->c = restore_chain(m);
+        g->fin = bg_extent_done;
+        restore_grain_run(g);
+        return;
+    }
     struct chain *c = atomic_load(&m->src->chain);
     int k = chain_index(c, m);
     int rate;
@@ -315,7 +332,8 @@ static void bg_pump_once(struct bgcopy *bg)
         }
         op->kind = mode == BG_COPY ? GOP_BGCOPY : GOP_CLEAN;
         op->srcu_idx = idx;
-        op->src_id = m->src->id;
+        /* Busy keys are the chain's source: S's for a restore. */
+        op->src_id = atomic_load(&m->restoring) ? m->tgt->id : m->src->id;
         op->g0 = g;
         op->ng = 1;
         op->m = m;

@@ -39,6 +39,12 @@
  *       could alter what a read returns sets a bit (I1) or replaces the
  *       chain before issuing its write, so a read that saw new data sees
  *       the change.
+ *   I6  Incremental: a write to a volume reaches the disk only once every
+ *       recording mapping's difference bits for its grains are set — and,
+ *       with durable metadata, durable (meta.c D6).  Only the first write to
+ *       a grain after a start pays: later ones find the bit set.  The hold
+ *       of a start drains such writes, so the start's swap of the
+ *       difference bitmap (map.c) never races a recording.
  *
  * Context
  *   Worker threads only.  Nothing here blocks or takes a lock other than a
@@ -82,6 +88,7 @@ struct seg {
 
 static void io_complete(struct pc_io *io);
 static void read_range(struct pc_io *io, uint64_t off, uint64_t end);
+static void dispatch_routed(struct pc_io *io);
 
 /* ------------------------------------------------------------------------
  * Free lists (worker-local: no locks; grow in batches). */
@@ -357,7 +364,7 @@ static void gop_commit_done(struct meta_req *rq)
 
 /* Hand the bits of mask to the committer; false when the mapping keeps no
  * durable metadata and the caller sets them itself. */
-static bool gop_commit(struct gop *g, struct pc_map *m, int data_fd, uint64_t mask)
+bool gop_commit(struct gop *g, struct pc_map *m, int data_fd, uint64_t mask)
 {
     if (!meta_strict(m))
         return false;
@@ -502,10 +509,20 @@ void gop_read_extent(struct gop *g)
 /* ------------------------------------------------------------------------
  * Routing: what a volume is, for one request, right now. */
 
-enum route { ROUTE_PLAIN, ROUTE_SOURCE, ROUTE_TARGET, ROUTE_OFFLINE };
+enum route { ROUTE_PLAIN, ROUTE_SOURCE, ROUTE_TARGET, ROUTE_OFFLINE, ROUTE_RESTORED };
 
 static enum route route_of(struct pc_volume *v, struct chain **cp, int *kp)
 {
+    /* Being restored (restore.c): S reads R's data; unfinished, it is offline. */
+    struct pc_map *r = atomic_load_explicit(&v->restore_by, memory_order_acquire);
+    if (r) {
+        if (map_state(r) == PC_MAP_COPYING) {
+            *cp = restore_chain(r);
+            return ROUTE_RESTORED;
+        }
+        if (atomic_load(&r->restoring))
+            return ROUTE_OFFLINE;
+    }
     struct pc_map *m = atomic_load_explicit(&v->tgt_map, memory_order_acquire);
     if (m) {
         /* State before chain: a start publishes the chain, then the state
@@ -533,6 +550,45 @@ static enum route route_of(struct pc_volume *v, struct chain **cp, int *kp)
  * Reads. */
 
 static void tread_done(struct io_req *req, int res);
+static void rread_done(struct io_req *req, int res);
+
+/* Read [off, end) of a volume being restored: grain by grain from where
+ * restore_loc says its data is, each piece checked like a target read (R4). */
+static void restored_read(struct pc_io *io, struct chain *c, uint64_t off, uint64_t end)
+{
+    struct io_state *st = ios(io);
+    struct pc_map *r = atomic_load(&io->vol->restore_by);
+    if (PC_NEVER(!r)) {                 /* the restore ended just now */
+        issue_seg(io, io->vol, off, (uint32_t)(end - off), false, seg_done, NULL);
+        return;
+    }
+    uint64_t g = off >> c->grain_shift;
+    uint64_t glast = (end - 1) >> c->grain_shift;
+    while (g <= glast) {
+        struct pc_volume *from = restore_loc(r, c, g);
+        uint64_t h = g + 1;
+        while (h <= glast && restore_loc(r, c, h) == from)
+            h++;
+        uint64_t s = grain_start(c, g), e = h << c->grain_shift;
+        if (s < off)
+            s = off;
+        if (e > end)
+            e = end;
+        struct seg *sg = seg_get(st->w);
+        if (PC_NEVER(!sg)) {
+            if (!st->err)
+                st->err = -ENOMEM;
+            return;
+        }
+        sg->c = c;
+        sg->k = -1;
+        sg->g0 = g;
+        sg->g1 = h;
+        sg->from = from;
+        issue_seg(io, from, s, (uint32_t)(e - s), false, rread_done, sg);
+        g = h;
+    }
+}
 
 /* Read [off, end) of the request's volume into its buffer, as routed now. */
 static void read_range(struct pc_io *io, uint64_t off, uint64_t end)
@@ -549,6 +605,9 @@ static void read_range(struct pc_io *io, uint64_t off, uint64_t end)
     case ROUTE_PLAIN:
     case ROUTE_SOURCE:
         issue_seg(io, io->vol, off, (uint32_t)(end - off), false, seg_done, NULL);
+        return;
+    case ROUTE_RESTORED:
+        restored_read(io, c, off, end);
         return;
     case ROUTE_TARGET:
         break;
@@ -597,6 +656,31 @@ static void tread_done(struct io_req *req, int res)
         } else {
             for (uint64_t g = s->g0; g < s->g1 && !again; g++)
                 again = chain_lookup(c, (unsigned)k, g) != s->from;
+        }
+    }
+    if (again)
+        read_range(io, req->off, req->off + req->len);
+    seg_put(st->w, s);
+    io_put_pending(io, res < 0 ? res : 0);
+}
+
+/* R4: accept a read of a volume being restored only if nothing it depended on moved. */
+static void rread_done(struct io_req *req, int res)
+{
+    struct seg *s = req->priv;
+    struct pc_io *io = s->io;
+    struct io_state *st = ios(io);
+    bool again = false;
+
+    if (res >= 0) {
+        struct chain *c = NULL;
+        int k = -1;
+        struct pc_map *r = atomic_load(&io->vol->restore_by);
+        if (route_of(io->vol, &c, &k) != ROUTE_RESTORED || c != s->c || !r) {
+            again = true;
+        } else {
+            for (uint64_t g = s->g0; g < s->g1 && !again; g++)
+                again = restore_loc(r, c, g) != s->from;
         }
     }
     if (again)
@@ -895,6 +979,67 @@ static void target_write(struct pc_io *io, struct chain *c, int k)
 }
 
 /* ------------------------------------------------------------------------
+ * Writes to the volumes of a restore (restore.c): the grains they touch are
+ * restored first (R1), then the write goes on as routed. */
+
+static void restore_op_start(struct pc_io *io, struct pc_map *r, struct chain *c, uint64_t g)
+{
+    struct io_state *st = ios(io);
+    struct gop *op = gop_get(st->w);
+    if (PC_NEVER(!op)) {
+        st->err = -ENOMEM;
+        return;
+    }
+    op->kind = GOP_RESTORE;
+    op->src_id = r->tgt->id;          /* S's chain's key: the same slots as its COW */
+    op->g0 = g;
+    op->ng = 1;
+    op->c = c;
+    op->m = r;
+    op->parent = io;
+    op->fin = grain_op_done;
+    op->resume = restore_grain_run;
+    st->pending++;
+    if (!busy_acquire(st->w->e->busy, op))
+        restore_grain_run(op);
+}
+
+/* Start restoring the grains of the request r has not restored yet; false
+ * when there are none. */
+static bool restore_first(struct pc_io *io, struct pc_map *r, void (*then)(struct pc_io *))
+{
+    uint64_t shift = r->grain_shift;
+    uint64_t g0 = io->off >> shift, g1 = (io->off + io->len - 1) >> shift;
+    uint64_t g = g0;
+    while (g <= g1 && map_bit(r, g))
+        g++;
+    if (g > g1)
+        return false;
+    struct chain *c = restore_chain(r);
+    ios(io)->next_step = then;
+    for (; g <= g1; g++)
+        if (!map_bit(r, g))
+            restore_op_start(io, r, c, g);
+    io_put_pending(io, 0);      /* the dispatch guard */
+    return true;
+}
+
+static void route_request(struct pc_io *io);
+
+/* Every grain restored: route the request again (it is an ordinary write
+ * to S's chain, or to P's target, now). */
+static void restored_then_route(struct pc_io *io)
+{
+    struct io_state *st = ios(io);
+    if (st->err) {
+        io_complete(io);
+        return;
+    }
+    st->pending = 1;
+    route_request(io);
+}
+
+/* ------------------------------------------------------------------------
  * Submission. */
 
 static int validate(const struct pc_io *io)
@@ -911,12 +1056,83 @@ static int validate(const struct pc_io *io)
     return 0;
 }
 
+/* ------------------------------------------------------------------------
+ * Difference bits (I6). */
+
+static void diff_commit_done(struct meta_req *rq)
+{
+    struct gop *g = (struct gop *)((char *)rq - __builtin_offsetof(struct gop, mrq));
+    struct pc_io *io = g->parent;
+    int err = rq->err;
+    if (err)
+        pc_log("mapping %s: cannot record a change to %s durably: %s; the write fails",
+               rq->m->name, io->vol->name, strerror(-err));
+    gop_put(g->w, g);
+    io_put_pending(io, err);
+}
+
+/* Mark the request's grains in every recording mapping's difference bitmap;
+ * each durable mark counts as one pending part of the request. */
+static void diff_record(struct pc_io *io)
+{
+    struct io_state *st = ios(io);
+    const struct diffset *ds = atomic_load_explicit(&io->vol->diffs, memory_order_acquire);
+
+    for (unsigned i = 0; ds && i < ds->n; i++) {
+        struct pc_map *m = ds->maps[i];
+        if (!atomic_load_explicit(&m->diff_valid, memory_order_acquire))
+            continue;
+        unsigned cur = atomic_load_explicit(&m->dcur, memory_order_acquire);
+        struct bitmap *d = atomic_load_explicit(&m->diff[cur], memory_order_acquire);
+        uint64_t g0 = io->off >> m->grain_shift;
+        uint64_t g1 = (io->off + io->len - 1) >> m->grain_shift;
+        uint64_t first = bitmap_find_next_unset(d, g0);
+        if (first > g1)
+            continue;                       /* the fast path: already recorded */
+        if (!meta_strict(m)) {
+            int r = bitmap_set_range(d, first, g1 - first + 1);
+            if (r < 0 && !st->err)
+                st->err = r;
+            continue;
+        }
+        struct gop *g = gop_get(st->w);
+        if (PC_NEVER(!g)) {
+            if (!st->err)
+                st->err = -ENOMEM;
+            continue;
+        }
+        g->parent = io;
+        struct meta_req *rq = &g->mrq;
+        rq->m = m;
+        rq->data_fd = -1;
+        rq->diff = true;
+        rq->region = (uint8_t)cur;
+        rq->bits = d;
+        rq->g0 = first;
+        rq->count = g1 - first + 1;
+        rq->w = st->w;
+        rq->done = diff_commit_done;
+        st->pending++;
+        meta_commit_diff(rq);
+    }
+}
+
+static void dispatch(struct pc_io *io)
+{
+    struct io_state *st = ios(io);
+    if (st->err) {                  /* a change could not be recorded: refuse it */
+        io_complete(io);
+        return;
+    }
+    st->pending = 1;
+    dispatch_routed(io);
+}
+
 void pc_io_submit(struct pc_worker *w, struct pc_io *io)
 {
     struct io_state *st = ios(io);
     struct pc_volume *v = io->vol;
-    struct chain *c = NULL;
-    int k = -1, r;
+    int r;
 
     st->w = w;
     st->err = 0;
@@ -948,6 +1164,37 @@ void pc_io_submit(struct pc_worker *w, struct pc_io *io)
             return;
     }
 
+    if (io->op == PC_IO_WRITE && atomic_load_explicit(&v->diffs, memory_order_acquire)) {
+        st->next_step = dispatch;
+        diff_record(io);
+        io_put_pending(io, 0);      /* the dispatch guard: dispatch runs at zero */
+        return;
+    }
+    dispatch_routed(io);
+}
+
+/* Run a request whose difference bits (I6) are in place. */
+static void dispatch_routed(struct pc_io *io)
+{
+    struct pc_volume *v = io->vol;
+    if (io->op == PC_IO_WRITE) {
+        /* T's image is about to change: S gets what it needs of it first. */
+        struct pc_map *r = atomic_load_explicit(&v->restore_from, memory_order_acquire);
+        if (r && map_state(r) == PC_MAP_COPYING && restore_first(io, r, restored_then_route))
+            return;
+    }
+    route_request(io);
+}
+
+/* With the dispatch guard held (pending 1): act on the request as its volume
+ * is routed now. */
+static void route_request(struct pc_io *io)
+{
+    struct io_state *st = ios(io);
+    struct pc_volume *v = io->vol;
+    struct chain *c = NULL;
+    int k = -1;
+
     switch (route_of(v, &c, &k)) {
     case ROUTE_OFFLINE:
         st->err = -EIO;
@@ -963,6 +1210,19 @@ void pc_io_submit(struct pc_worker *w, struct pc_io *io)
         if (io->op == PC_IO_WRITE) {
             source_write(io, c);
             return;
+        }
+        break;
+    case ROUTE_RESTORED:
+        if (io->op == PC_IO_WRITE) {
+            struct pc_map *r = atomic_load(&v->restore_by);
+            if (r && restore_first(io, r, restored_then_route))
+                return;
+            /* Every grain restored: a source write to S's own chain. */
+            struct chain *sc = atomic_load_explicit(&v->chain, memory_order_acquire);
+            if (sc && sc->n) {
+                source_write(io, sc);
+                return;
+            }
         }
         break;
     case ROUTE_PLAIN:

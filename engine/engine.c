@@ -320,6 +320,7 @@ void pc_engine_destroy(struct pc_engine *e)
     while (e->graveyard) {
         struct pc_map *m = e->graveyard;
         e->graveyard = m->next;
+        free(m->solo);
         free(m);
     }
     busy_destroy(e->busy);

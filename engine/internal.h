@@ -79,6 +79,12 @@ struct meta_req {
     void              (*done)(struct meta_req *rq);
     struct io_msg       msg;
     struct meta_req    *next, *next_in_map;
+    /* A difference-bit request (cow.c diff_record): grains [g0, g0+count)
+     * of region's bitmap bits, journalled as one extent; mask is unused. */
+    bool                diff;
+    uint8_t             region;
+    uint64_t            count;
+    struct bitmap      *bits;
 };
 
 
@@ -159,6 +165,14 @@ struct wr_count {
     _Atomic int64_t n;
 } __attribute__((aligned(64)));
 
+/* The incremental mappings a volume belongs to (as source or target), whose
+ * difference bitmaps its writes must mark.  Immutable like a chain:
+ * replaced under a write hold, freed after a grace period (map.c). */
+struct diffset {
+    unsigned        n;
+    struct pc_map  *maps[];
+};
+
 struct chain {
     unsigned        n;                  /* started mappings, oldest first */
     uint32_t        grain_shift;        /* every mapping of one source shares it */
@@ -178,6 +192,13 @@ struct pc_volume {
     struct chain *_Atomic chain;
     /* As a target: the mapping targeting it (at most one), set at create. */
     struct pc_map *_Atomic tgt_map;
+    /* Restore (restore.c): on S, the mapping T -> S restoring it; on T, the
+     * same mapping, whose source it is.  Set while the restore is under way
+     * (copying) or unfinished (stopped: S offline). */
+    struct pc_map *_Atomic restore_by;
+    struct pc_map *_Atomic restore_from;
+    /* Incremental mappings recording its writes (NULL when none), read by workers. */
+    struct diffset *_Atomic diffs;
     unsigned            nmaps_as_source; /* mappings created on it, ctl_lock */
     unsigned            refs;           /* pc_volume_get holders, vol_lock */
 
@@ -215,6 +236,24 @@ struct pc_map {
     _Atomic unsigned    gen;            /* bumped by start/stop/rate changes: bgcopy restarts its walk */
     bool                incremental;
     struct bitmap      *bits;           /* split bitmap; replaced only at start */
+    /*
+     * Incremental: the difference bitmap (grains changed on source or
+     * target since the last start) is diff[dcur]; diff[!dcur] holds the
+     * previous one, whose complement the current start's split bitmap was
+     * built from (meta.c keeps both: "regions").  A start swaps dcur under
+     * its write hold.  Writers record only while diff_valid: the recording
+     * covers every change since the last start (false before the first
+     * start, after a stop left an incomplete copy, after a crash the
+     * metadata cannot vouch for).
+     */
+    struct bitmap *_Atomic diff[2];
+    _Atomic unsigned    dcur;
+    _Atomic bool        diff_valid;
+    bool                diff_base;      /* this start's split bits = ~diff[!dcur] ∪ copies */
+    bool                incr_start;     /* pc_map_start: this start is incremental */
+    uint64_t            diff_snap;      /* pc_map_start: count of diff[dcur] before the hold */
+    struct bitmap      *diff_fresh;     /* pc_map_start: the next recording bitmap */
+    struct bitmap      *diff_old;       /* pc_map_start: freed once nobody reads it */
     uint64_t            start_hold_ns, start_realtime_ns;
     uint64_t            start_seq;      /* order in the chain, persisted (meta.c) */
     struct bgcopy      *bg;             /* the worker-side driver (bgcopy.c) */
@@ -224,7 +263,22 @@ struct pc_map {
     struct pc_group    *group;          /* ctl_lock */
     uint64_t            group_seq;      /* order of joining, for pc_group_members */
     _Atomic bool        split;          /* stopping with split: clean at full speed */
+    /* Restore pairs (restore.c): a mapping T -> S made while S -> T exists;
+     * each points at the other (ctl_lock). */
+    struct pc_map      *partner;
+    bool                reverse;        /* made second: it goes T -> S, started only to restore */
+    _Atomic bool        restoring;      /* this mapping T -> S defines what S reads */
+    struct chain       *solo;           /* an empty chain of S's grain size, for restore ops */
 };
+
+/* Under a start's write hold (writes to source and target drained): fix the
+ * split bits of an incremental start and swap in the next difference
+ * bitmap (map.c M5).  Group starts call it per mapping. */
+void map_diff_switch_locked(struct pc_map *m, struct bitmap *split);
+/* Before the hold: is this start incremental (m->incr_start), and its split
+ * bitmap in fresh; after it (or on failure): free what the switch left. */
+int  map_diff_prepare(struct pc_map *m, struct bitmap *fresh);
+void map_diff_release(struct pc_map *m);
 
 /* Drop every mapping at once, without cleaning (pc_engine_destroy). */
 void map_teardown_all(struct pc_engine *e);
@@ -292,6 +346,18 @@ static inline bool map_bit(const struct pc_map *m, uint64_t g)
     return bitmap_test(m->bits, g);
 }
 
+/* ------------------------------------------------------------ restore.c */
+/* Where S's restored data for grain g lives now (R copies T back onto S). */
+struct pc_volume *restore_loc(const struct pc_map *r, const struct chain *c, uint64_t g);
+/* Under g's busy slot (key: S's id): make S hold R's data for grain g0 and set
+ * R's bit, copying S's old contents to its chain first (I2); then g->fin. */
+void restore_grain_run(struct gop *g);
+/* S's chain for a restore op on R (an empty one when S has none). */
+struct chain *restore_chain(struct pc_map *r);
+int  map_start_restore_locked(struct pc_map *m, struct pc_error *err);
+/* The restore ended (copied, or R deleted): S and T are plain again. */
+void restore_detach_locked(struct pc_map *m);
+
 /* -------------------------------------------------------------- group.c */
 struct pc_group {
     struct pc_engine   *e;
@@ -327,7 +393,7 @@ void busy_release(struct busy_table *t, struct gop *g);
  * a copy-on-write before a source write, a slow-path target write, a
  * background copy or a cleaning step.
  */
-enum gop_kind { GOP_COW, GOP_TWRITE, GOP_BGCOPY, GOP_CLEAN };
+enum gop_kind { GOP_COW, GOP_TWRITE, GOP_BGCOPY, GOP_CLEAN, GOP_RESTORE };
 
 #define GOP_MAX_GRAINS 64u   /* grains per extent: masks are one word */
 #define GOP_MAX_BYTES  (1u << 20)
@@ -366,6 +432,7 @@ struct gop {
     void              (*after_read)(struct gop *g);  /* NULL: write copy_mask */
     void              (*done)(struct gop *g);
     void               *driver;     /* bgcopy.c */
+    void              (*fin)(struct gop *g);   /* GOP_RESTORE: when the grain is restored */
     struct meta_req     mrq;        /* making the bits durable (meta.c) */
     struct gop         *free_next;
     struct io_req       req[GOP_MAX_GRAINS];
@@ -375,6 +442,10 @@ struct gop *gop_get(struct pc_worker *w);
 void gop_put(struct pc_worker *w, struct gop *g);
 void cow_worker_free(struct pc_worker *w);
 void gop_read_extent(struct gop *g);
+/* Make the bits of mask in m durable (meta.c D1), then g->done; false when m
+ * keeps no durable metadata and the caller sets them itself.  data_fd: the
+ * file the data went to, fdatasync'd first (-1: written durable already). */
+bool gop_commit(struct gop *g, struct pc_map *m, int data_fd, uint64_t mask);
 void gop_write_extent(struct gop *g);
 
 /* The point-in-time lookup: where target k's data for grain g lives now. */
@@ -386,6 +457,16 @@ int  chain_cow_index(const struct chain *c);
 int  chain_pred_index(const struct chain *c, int k);
 /* Any of maps[from..to) has g split. */
 bool chain_any_split(const struct chain *c, int from, int to, uint64_t g);
+
+/* Incremental: the difference bitmap writes to v must mark, for mapping m
+ * (NULL when m does not record now). */
+static inline struct bitmap *map_diff(const struct pc_map *m)
+{
+    if (!atomic_load_explicit(&m->diff_valid, memory_order_acquire))
+        return NULL;
+    return atomic_load_explicit(&m->diff[atomic_load_explicit(&m->dcur, memory_order_acquire)],
+                                memory_order_acquire);
+}
 
 /* Release a write hold and resubmit what it held. */
 void volume_hold_release(struct pc_volume *v);
@@ -402,7 +483,10 @@ uint64_t bgcopy_bytes(const struct pc_map *m);
 /* What a recovery found (meta_recover). */
 struct meta_recovered {
     enum pc_map_state state;
-    bool     complete, in_chain, clean;
+    bool     complete, in_chain, clean, restoring;
+    bool     diff_valid;            /* the change recording can be trusted */
+    bool     diff_base;             /* split bits came from the other region (meta.h) */
+    unsigned diff_cur;              /* the recording region */
     uint64_t gen, start_seq, start_realtime_ns, start_hold_ns;
     int      copy_rate, clean_rate;
     uint64_t replayed;              /* journal blocks replayed */
@@ -415,9 +499,18 @@ int  meta_recover(struct pc_map *m, const char *path, bool strict, struct meta_r
 int  meta_recovered_commit(struct pc_map *m);
 void meta_close(struct pc_map *m, bool clean);
 int  meta_write_state(struct pc_map *m);
+/* Wait for a checkpoint that may still read a difference bitmap m no longer
+ * uses (map.c frees it after this). */
+void meta_barrier(struct pc_map *m);
 int  meta_start(struct pc_map *m, struct pc_error *err);
+/* A start whose meta_start succeeded did not happen after all: the
+ * difference regions go back to what they were (the caller then writes
+ * the state with meta_write_state). */
+void meta_start_abort(struct pc_map *m);
 bool meta_strict(const struct pc_map *m);
 void meta_commit(struct meta_req *rq);           /* worker thread */
+/* Make difference bits durable (rq->diff set): journal, sync, set in rq->bits. */
+void meta_commit_diff(struct meta_req *rq);
 /* Make m's failure durable (superblock says suspended, or the file is moved
  * aside if it cannot be written), then run rq->done on rq->w. */
 void meta_fail(struct meta_req *rq);

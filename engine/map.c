@@ -49,6 +49,13 @@
  *   M3  Start publishes the chain before the state, and route_of (cow.c)
  *       reads the state before the chain: a target seen copying is found in
  *       its chain.
+ *   M5  Incremental (cow.c I6, meta.c D6): a mapping's difference bitmap
+ *       holds every grain written on its source or target since its last
+ *       start, while diff_valid.  A start whose last copy was complete
+ *       builds its split bitmap as "all but the changed grains" before the
+ *       hold, fixes up the few changed since under it, and swaps in an
+ *       empty difference bitmap there (map_diff_switch_locked): O(1) but for
+ *       grains changed in that window.  Any other start copies everything.
  *   M4  All mappings of one source share a grain size; a volume is the
  *       target of at most one mapping; no cascades yet (a target is never a
  *       source and a source never a target).
@@ -110,7 +117,126 @@ static __attribute__((unused)) bool map_check(const struct pc_map *m)
     if (atomic_load(&m->in_chain))
         return s == PC_MAP_COPYING || s == PC_MAP_STOPPING || s == PC_MAP_SUSPENDED ||
                s == PC_MAP_IDLE_OR_COPIED || s == PC_MAP_PREPARING;   /* M2 */
+    if (atomic_load(&m->restoring))
+        return s == PC_MAP_COPYING || s == PC_MAP_STOPPED;        /* restore.c */
     return s != PC_MAP_COPYING && s != PC_MAP_STOPPING;
+}
+
+/* R3 (restore.c): while S is being restored, its chain keeps its shape. */
+static int refuse_while_restoring(struct pc_map *m, const char *what, struct pc_error *err)
+{
+    struct pc_map *r = atomic_load(&m->src->restore_by);
+    if (!r || r == m || map_state(r) != PC_MAP_COPYING)
+        return 0;
+    pc_error_set(err, -EBUSY, "cannot %s mapping %s while its source %s is being restored by "
+                 "mapping %s; wait for the restore to finish or stop it", what, m->name,
+                 m->src->name, r->name);
+    return -EBUSY;
+}
+
+/* ------------------------------------------------------------------------
+ * Incremental: difference bitmaps (M5). */
+
+/* Add m to (or, add false, take it off) v's diffset, under a write hold on
+ * v so no write that missed the new set is still in flight after. */
+static int diffset_change_locked(struct pc_volume *v, struct pc_map *m, bool add)
+{
+    struct diffset *old = atomic_load(&v->diffs), *ds = NULL;
+    unsigned n = old ? old->n : 0, j = 0;
+    if (add || n > 1) {
+        ds = malloc(sizeof *ds + (n + 1) * sizeof ds->maps[0]);
+        if (!ds)
+            return -ENOMEM;
+        for (unsigned i = 0; i < n; i++)
+            if (old->maps[i] != m)
+                ds->maps[j++] = old->maps[i];
+        if (add)
+            ds->maps[j++] = m;
+        ds->n = j;
+    }
+    atomic_store(&v->hold, 1);
+    volume_drain_writes(v);
+    atomic_store_explicit(&v->diffs, ds, memory_order_release);
+    volume_hold_release(v);
+    srcu_sync(v->e);
+    free(old);
+    return 0;
+}
+
+/* Before the hold: the split bitmap of an incremental start, every grain
+ * but the changed ones.  O(changed grains) plus the set pages. */
+static int diff_build_split(struct pc_map *m, struct bitmap *fresh)
+{
+    struct bitmap *d = atomic_load(&m->diff[atomic_load(&m->dcur)]);
+    m->diff_snap = bitmap_count(d);          /* before the walk: bits only grow */
+    int r = bitmap_set_range(fresh, 0, m->grains);
+    for (uint64_t g = bitmap_find_next_set(d, 0); !r && g < m->grains;) {
+        uint64_t h = bitmap_find_next_unset(d, g);
+        bitmap_clear_range(fresh, g, h - g);
+        g = h < m->grains ? bitmap_find_next_set(d, h) : h;
+    }
+    return r;
+}
+
+/* Before the hold (pc_map_start and group starts): decide whether this
+ * start is incremental, and build what it needs.  0 or -ENOMEM. */
+int map_diff_prepare(struct pc_map *m, struct bitmap *fresh)
+{
+    int r = 0;
+    /* M5: a restart after a complete copy copies only what changed since. */
+    m->incr_start = m->incremental && atomic_load(&m->complete) &&
+                    atomic_load(&m->diff_valid);
+    m->diff_fresh = NULL;
+    if (!m->incremental)
+        return 0;
+    m->diff_fresh = bitmap_create(m->grains, &r);
+    if (m->diff_fresh && m->incr_start)
+        r = diff_build_split(m, fresh);
+    if (!m->diff_fresh || r < 0) {
+        map_diff_release(m);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* After the start's grace period, or when it failed: free what the switch
+ * replaced, or what was built for it. */
+void map_diff_release(struct pc_map *m)
+{
+    bitmap_destroy(m->diff_fresh);
+    m->diff_fresh = NULL;
+    if (m->diff_old) {
+        meta_barrier(m);           /* no checkpoint reads it any more */
+        bitmap_destroy(m->diff_old);
+        m->diff_old = NULL;
+    }
+}
+
+/*
+ * Under the start's hold, writes to source and target drained: the grains
+ * changed since diff_build_split are unsplit in the new split bitmap too,
+ * and recording moves to a fresh bitmap.  The closed one stays as
+ * diff[!dcur] (meta.c regions).
+ */
+void map_diff_switch_locked(struct pc_map *m, struct bitmap *split)
+{
+    if (!m->incremental || !m->diff_fresh)
+        return;
+    unsigned cur = atomic_load(&m->dcur);
+    struct bitmap *d = atomic_load(&m->diff[cur]);
+    if (m->incr_start && bitmap_count(d) != m->diff_snap) {
+        for (uint64_t g = bitmap_find_next_set(d, 0); g < m->grains;) {
+            uint64_t h = bitmap_find_next_unset(d, g);
+            bitmap_clear_range(split, g, h - g);
+            g = h < m->grains ? bitmap_find_next_set(d, h) : h;
+        }
+    }
+    m->diff_old = atomic_load(&m->diff[!cur]);
+    atomic_store_explicit(&m->diff[!cur], m->diff_fresh, memory_order_release);
+    atomic_store_explicit(&m->dcur, !cur, memory_order_release);
+    m->diff_fresh = NULL;
+    m->diff_base = m->incr_start;
+    atomic_store_explicit(&m->diff_valid, true, memory_order_release);
 }
 
 /* ------------------------------------------------------------------------
@@ -197,6 +323,11 @@ void map_copy_complete(struct pc_engine *e, struct janitor_job *job)
         return;
     atomic_store(&m->complete, true);
     set_state_locked(m, PC_MAP_IDLE_OR_COPIED);
+    if (atomic_load(&m->restoring)) {
+        restore_detach_locked(m);            /* writes the state */
+        pc_log("mapping %s: restore of %s complete", m->name, m->tgt->name);
+        return;
+    }
     meta_write_state(m);
     chain_trim_locked(m->src);
 }
@@ -218,6 +349,8 @@ void map_clean_complete(struct pc_engine *e, struct janitor_job *job)
         set_state_locked(m, PC_MAP_PREPARED);
     else
         set_state_locked(m, atomic_load(&m->complete) ? PC_MAP_IDLE_OR_COPIED : PC_MAP_STOPPED);
+    if (map_state(m) == PC_MAP_STOPPED)
+        atomic_store(&m->diff_valid, false);    /* M5: the next start copies everything */
     meta_write_state(m);
     chain_trim_locked(m->src);
 }
@@ -334,7 +467,11 @@ static int map_meta_open_locked(struct pc_map *m, const struct pc_map_opts *o, b
         m->start_seq = rec.start_seq;
         m->start_realtime_ns = rec.start_realtime_ns;
         m->start_hold_ns = rec.start_hold_ns;
+        atomic_store(&m->dcur, rec.diff_cur);
+        atomic_store(&m->diff_valid, m->incremental && rec.diff_valid);
+        m->diff_base = rec.diff_base;
         *rejoin = rec.in_chain;
+        atomic_store(&m->restoring, rec.restoring);
         if (rec.in_chain && rec.state != PC_MAP_COPYING && rec.state != PC_MAP_STOPPING &&
             rec.state != PC_MAP_IDLE_OR_COPIED && rec.state != PC_MAP_SUSPENDED)
             *rejoin = false;
@@ -440,7 +577,25 @@ int pc_map_create(struct pc_engine *e, const struct pc_map_opts *o,
                      t->name, atomic_load(&t->tgt_map)->name);
         goto out;
     }
-    if (t->nmaps_as_source || atomic_load(&s->tgt_map)) {
+    /* The one cascade allowed: a mapping back from a target to its source,
+     * for restores (restore.c). */
+    struct pc_map *partner = NULL;
+    for (struct pc_map *p = e->maps; p; p = p->next)
+        if (p->src == t && p->tgt == s && !p->partner)
+            partner = p;
+    if (partner && partner->grain_shift != (uint32_t)shift) {
+        pc_error_set(err, r, "restore mapping %s -> %s must have the grain size of mapping %s "
+                     "(%u KiB)", s->name, t->name, partner->name,
+                     (1u << partner->grain_shift) >> 10);
+        goto out;
+    }
+    if (partner && o->incremental) {
+        pc_error_set(err, r, "restore mapping %s -> %s cannot be incremental (not supported yet)",
+                     s->name, t->name);
+        goto out;
+    }
+    struct pc_map *s_tgt = atomic_load(&s->tgt_map);
+    if (!partner && (t->nmaps_as_source || (s_tgt && !s_tgt->reverse))) {
         r = -EOPNOTSUPP;
         pc_error_set(err, r, "cascaded mappings are not supported yet: %s is %s",
                      t->nmaps_as_source ? t->name : s->name,
@@ -492,10 +647,47 @@ int pc_map_create(struct pc_engine *e, const struct pc_map_opts *o,
     atomic_store(&m->copy_rate, copy_rate);
     atomic_store(&m->clean_rate, clean_rate);
     m->incremental = o->incremental;
+    if (partner) {
+        m->reverse = true;
+        m->partner = partner;
+        m->solo = calloc(1, sizeof *m->solo);
+        if (!m->solo) {
+            bitmap_destroy(m->bits);
+            free(m);
+            r = -ENOMEM;
+            pc_error_set(err, r, "out of memory creating mapping %s", name);
+            goto out;
+        }
+        m->solo->grain_shift = m->grain_shift;
+    }
+    if (m->incremental) {
+        for (unsigned i = 0; i < 2 && r >= 0; i++) {
+            struct bitmap *d = bitmap_create(m->grains, &r);
+            atomic_store(&m->diff[i], d);
+        }
+        if (r >= 0 && (r = diffset_change_locked(s, m, true)) >= 0 &&
+            (r = diffset_change_locked(t, m, true)) < 0)
+            diffset_change_locked(s, m, false);
+        if (r < 0) {
+            bitmap_destroy(atomic_load(&m->diff[0]));
+            bitmap_destroy(atomic_load(&m->diff[1]));
+            bitmap_destroy(m->bits);
+            free(m->solo);
+            free(m);
+            pc_error_set(err, r, "out of memory for the difference bitmaps of mapping %s", name);
+            goto out;
+        }
+    }
     bool rejoin = false;
     if (o->meta_path) {
         r = map_meta_open_locked(m, o, &rejoin, err);
         if (r < 0) {
+            if (m->incremental) {
+                diffset_change_locked(s, m, false);
+                diffset_change_locked(t, m, false);
+                bitmap_destroy(atomic_load(&m->diff[0]));
+                bitmap_destroy(atomic_load(&m->diff[1]));
+            }
             bitmap_destroy(m->bits);
             free(m);
             goto out;
@@ -505,6 +697,26 @@ int pc_map_create(struct pc_engine *e, const struct pc_map_opts *o,
         m->group = o->group;
         m->group_seq = ++o->group->next_seq;
         o->group->nmaps++;
+    }
+    if (partner) {
+        partner->partner = m;
+        if (atomic_load(&m->restoring)) {
+            /* Recovered mid-restore: S reads through it again (or, stopped,
+             * stays offline). */
+            atomic_store(&t->restore_by, m);
+            atomic_store(&s->restore_from, m);
+        }
+        rejoin = false;
+    } else if (atomic_load(&m->restoring)) {
+        /* A restore mapping whose partner did not come back: nothing says
+         * where S's unrestored grains are, so S stays offline until this
+         * mapping is deleted. */
+        atomic_store(&t->restore_by, m);
+        atomic_store(&m->state, PC_MAP_STOPPED);
+        atomic_store(&m->complete, false);
+        snprintf(m->invalid, sizeof m->invalid, "it was restoring %.60s from %.60s, but the "
+                 "mapping the other way did not come back", t->name, s->name);
+        rejoin = false;
     }
     atomic_store(&t->tgt_map, m);
     s->nmaps_as_source++;
@@ -557,6 +769,14 @@ static void begin_stop_locked(struct pc_map *m, enum pc_map_state s)
 int map_prepare_locked(struct pc_map *m, struct pc_error *err)
 {
     int s = map_state(m);
+    if (m->reverse) {
+        pc_error_set(err, -EINVAL, "mapping %s goes from %s back to its source %s: start it "
+                     "as a restore", m->name, m->src->name, m->tgt->name);
+        return -EINVAL;
+    }
+    int r0 = refuse_while_restoring(m, "start", err);
+    if (r0 < 0)
+        return r0;
     if (s == PC_MAP_PREPARED)
         return 0;
     if (s != PC_MAP_IDLE_OR_COPIED && s != PC_MAP_STOPPED) {
@@ -650,7 +870,7 @@ int map_start_many_locked(struct pc_map **ms, unsigned n, uint64_t *hold_ns,
         }
         ss[j].adds++;
         fresh[i] = bitmap_create(ms[i]->grains, &r);
-        if (!fresh[i]) {
+        if (!fresh[i] || (r = map_diff_prepare(ms[i], fresh[i])) < 0) {
             r = -ENOMEM;
             pc_error_set(err, r, "out of memory starting mapping %s", ms[i]->name);
             goto out;
@@ -707,6 +927,8 @@ int map_start_many_locked(struct pc_map **ms, unsigned n, uint64_t *hold_ns,
         atomic_store(&held[i]->hold, 1);
     for (unsigned i = 0; i < nheld; i++)
         volume_drain_writes(held[i]);                 /* writes in flight drain */
+    for (unsigned i = 0; i < n; i++)
+        map_diff_switch_locked(ms[i], fresh[i]);      /* M5 */
     for (unsigned j = 0; j < nsrc; j++)
         atomic_store_explicit(&ss[j].src->chain, ss[j].c, memory_order_release);
     for (unsigned i = 0; i < n; i++) {
@@ -736,6 +958,7 @@ int map_start_many_locked(struct pc_map **ms, unsigned n, uint64_t *hold_ns,
         m->invalid[0] = 0;             /* a fresh point in time needs no vouching */
         atomic_store(&m->failed, false);
         atomic_store(&m->fail_err, 0);
+        map_diff_release(m);
         assert(map_check(m));
         bgcopy_kick(m);
     }
@@ -749,8 +972,12 @@ out:
             ms[i]->start_seq = prev_seq[i];
             ms[i]->start_realtime_ns = prev_rt[i];
         }
-        for (unsigned i = 0; i < nmeta; i++)
+        for (unsigned i = 0; i < nmeta; i++) {
+            meta_start_abort(ms[i]);
             meta_write_state(ms[i]);
+        }
+        for (unsigned i = 0; i < n; i++)
+            map_diff_release(ms[i]);
     }
     for (unsigned j = 0; ss && j < nsrc; j++)
         free(ss[j].c);
@@ -774,10 +1001,39 @@ int pc_map_start(struct pc_map *m, struct pc_error *err)
     return r;
 }
 
+int pc_map_start_restore(struct pc_map *m, struct pc_error *err)
+{
+    pthread_mutex_lock(&m->e->ctl_lock);
+    int r = refuse_group_member(m, "start", err);
+    if (r == 0)
+        r = map_start_restore_locked(m, err);
+    assert(map_check(m));
+    pthread_mutex_unlock(&m->e->ctl_lock);
+    return r;
+}
+
 int map_stop_locked(struct pc_map *m, bool split, struct pc_error *err)
 {
     int r = 0;
     int s = map_state(m);
+    if (atomic_load(&m->restoring) && s == PC_MAP_COPYING) {
+        /* Nothing reads through S for others: no cleaning.  Unless every
+         * grain is restored, S holds an incomplete image and goes offline. */
+        if (bitmap_find_next_unset(m->bits, 0) >= m->grains) {
+            atomic_store(&m->complete, true);
+            set_state_locked(m, PC_MAP_IDLE_OR_COPIED);
+            restore_detach_locked(m);
+        } else {
+            set_state_locked(m, PC_MAP_STOPPED);
+            pc_log("mapping %s: restore stopped unfinished; %s is offline until the restore "
+                   "is started again or the mapping deleted", m->name, m->tgt->name);
+        }
+        meta_write_state(m);
+        return 0;
+    }
+    r = refuse_while_restoring(m, "stop", err);
+    if (r < 0)
+        return r;
     if (split) {
         bool whole = atomic_load(&m->complete) ||
                      ((s == PC_MAP_COPYING || s == PC_MAP_STOPPING) &&
@@ -856,6 +1112,33 @@ int pc_map_delete(struct pc_map *m, bool force, struct pc_error *err)
 
     pthread_mutex_lock(&e->ctl_lock);
     s = map_state(m);
+    if (m->partner && !m->reverse) {
+        pthread_mutex_unlock(&e->ctl_lock);
+        pc_error_set(err, -EBUSY, "mapping %s has a restore mapping, %s; delete that first",
+                     m->name, m->partner->name);
+        return -EBUSY;
+    }
+    int rr = m->reverse ? 0 : refuse_while_restoring(m, "delete", err);
+    if (rr < 0) {
+        pthread_mutex_unlock(&e->ctl_lock);
+        return rr;
+    }
+    if (m->reverse || atomic_load(&m->restoring)) {
+        /* Deleting a restore brings S back as it stands (rmfcmap -force). */
+        if (atomic_load(&m->restoring) && s == PC_MAP_COPYING && !force) {
+            pthread_mutex_unlock(&e->ctl_lock);
+            pc_error_set(err, -EBUSY, "mapping %s is restoring %s; stop it first, or force "
+                         "the delete (%s keeps what is restored so far)", m->name,
+                         m->tgt->name, m->tgt->name);
+            return -EBUSY;
+        }
+        restore_detach_locked(m);
+        set_state_locked(m, atomic_load(&m->complete) ? PC_MAP_IDLE_OR_COPIED : PC_MAP_STOPPED);
+        if (m->partner)
+            m->partner->partner = NULL;
+        m->partner = NULL;
+        s = map_state(m);
+    }
     if ((s == PC_MAP_COPYING || s == PC_MAP_STOPPING || s == PC_MAP_PREPARING ||
          s == PC_MAP_SUSPENDED) && !force) {
         pthread_mutex_unlock(&e->ctl_lock);
@@ -881,6 +1164,11 @@ int pc_map_delete(struct pc_map *m, bool force, struct pc_error *err)
         m->group->nmaps--;                         /* group.c G1 */
         m->group = NULL;
     }
+    if (m->incremental) {
+        /* Cannot fail: a smaller set, or none. */
+        diffset_change_locked(m->src, m, false);
+        diffset_change_locked(m->tgt, m, false);
+    }
     atomic_store(&m->tgt->tgt_map, NULL);
     m->src->nmaps_as_source--;
     pthread_cond_broadcast(&e->state_cond);
@@ -891,6 +1179,10 @@ int pc_map_delete(struct pc_map *m, bool force, struct pc_error *err)
     meta_close(m, false);          /* the caller removes the file */
     bitmap_destroy(m->bits);
     m->bits = NULL;
+    for (unsigned i = 0; i < 2; i++) {
+        bitmap_destroy(atomic_load(&m->diff[i]));
+        atomic_store(&m->diff[i], NULL);
+    }
     /* Janitor jobs queued for m may still run; they find m->deleted.  The
      * struct itself is freed with the engine. */
     pthread_mutex_lock(&e->ctl_lock);
@@ -919,6 +1211,8 @@ void map_teardown_all(struct pc_engine *e)
     for (struct pc_volume *v = e->volumes; v; v = v->next) {
         free(atomic_load(&v->chain));
         atomic_store(&v->chain, NULL);
+        free(atomic_load(&v->diffs));
+        atomic_store(&v->diffs, NULL);
         atomic_store(&v->tgt_map, NULL);
         v->nmaps_as_source = 0;
     }
@@ -929,6 +1223,10 @@ void map_teardown_all(struct pc_engine *e)
         atomic_store(&m->in_chain, false);
         bitmap_destroy(m->bits);
         m->bits = NULL;
+        for (unsigned i = 0; i < 2; i++) {
+            bitmap_destroy(atomic_load(&m->diff[i]));
+            atomic_store(&m->diff[i], NULL);
+        }
         m->next = e->graveyard;
         e->graveyard = m;
     }
@@ -1006,6 +1304,9 @@ int pc_map_info(struct pc_map *m, struct pc_map_info *info)
     info->copy_rate = atomic_load(&m->copy_rate);
     info->clean_rate = atomic_load(&m->clean_rate);
     info->incremental = m->incremental;
+    info->changes_recorded = m->incremental && atomic_load(&m->diff_valid);
+    if (info->changes_recorded && atomic_load(&m->diff[atomic_load(&m->dcur)]))
+        info->grains_changed = bitmap_count(atomic_load(&m->diff[atomic_load(&m->dcur)]));
     info->complete = atomic_load(&m->complete);
     info->start_hold_ns = m->start_hold_ns;
     info->start_ns = m->start_realtime_ns;
@@ -1014,6 +1315,9 @@ int pc_map_info(struct pc_map *m, struct pc_map_info *info)
     snprintf(info->invalid, sizeof info->invalid, "%s", m->invalid);
     if (m->group)
         snprintf(info->group, sizeof info->group, "%s", m->group->name);
+    info->restoring = atomic_load(&m->restoring);
+    if (m->partner)
+        snprintf(info->partner, sizeof info->partner, "%s", m->partner->name);
 
     bool fresh = info->state == PC_MAP_IDLE_OR_COPIED && !info->complete &&
                  !atomic_load(&m->in_chain);

@@ -40,6 +40,19 @@
  *       shutdown (meta_close with clean) writes the pages and the CLEAN
  *       flag, and any other write of the superblock clears it.  Recovery
  *       trusts such a file only when CLEAN is set.
+ *   D6  Incremental mappings: a difference bit is journalled like a split
+ *       bit (its own extent kind, meta.h) and set in memory only once
+ *       durable, and a write waits for its grains' difference bits (cow.c
+ *       I6): so every write that reached the disk is in the difference
+ *       bitmap a recovery rebuilds.  A start switches recording to the
+ *       other region under a new generation (D2), and with an incremental
+ *       start the split bitmap is ~(the region just closed): the journal
+ *       is no longer discarded at a start, because the closed region's last
+ *       changes (those made after the superblock write and before the
+ *       start's hold) may still be only there.  DIFF_VALID is set only by
+ *       a start and cleared by anything that makes the recording
+ *       incomplete; with durability none it counts only with CLEAN (D5),
+ *       so a crash makes the next start copy everything, never guess.
  *
  * Locking
  *   meta->lock guards the superblock image, the journal position, the page
@@ -71,13 +84,28 @@ struct meta {
     bool            strict;
     pthread_mutex_t lock;
     struct meta_sb  sb;            /* as last written */
+    struct meta_sb  sb_prev;       /* before the last meta_start (meta_start_abort) */
+    uint32_t        version;       /* of the file: 1 until meta_recovered_commit upgrades it */
     uint64_t        next_seq;      /* the next journal block */
-    uint64_t        npages;
-    uint8_t        *page_slot;     /* slot of each page's newest copy; 2 = none yet */
-    uint64_t       *dirty;         /* pages dirtied since the last checkpoint */
+    uint64_t        npages;        /* per region */
+    /* Per region (meta.h): slot of each page's newest copy (2 = none yet),
+     * pages dirtied since the last checkpoint. */
+    uint8_t        *page_slot[META_REGIONS];
+    uint64_t       *dirty[META_REGIONS];
     bool            any_dirty;
     void           *block;         /* one aligned block for I/O (lock) */
 };
+
+/* The in-memory bitmap of region r (NULL: the mapping records no changes). */
+static struct bitmap *region_bits(const struct meta *md, unsigned r)
+{
+    return r == 0 ? md->m->bits : atomic_load(&md->m->diff[r - 1]);
+}
+
+static uint64_t region_gen(const struct meta_sb *sb, unsigned r)
+{
+    return r == 0 ? sb->gen : sb->diff_gen[r - 1];
+}
 
 /* ------------------------------------------------------------------------
  * Blocks. */
@@ -168,11 +196,13 @@ static void sb_fill_locked(struct meta *md)
     struct pc_map *m = md->m;
     struct meta_sb *sb = &md->sb;
     sb->state = persisted_state(m);
-    sb->flags &= ~(META_F_COMPLETE | META_F_IN_CHAIN | META_F_CLEAN);
+    sb->flags &= ~(META_F_COMPLETE | META_F_IN_CHAIN | META_F_CLEAN | META_F_RESTORING);
     if (atomic_load(&m->complete))
         sb->flags |= META_F_COMPLETE;
-    if (atomic_load(&m->in_chain) || map_state(m) == PC_MAP_COPYING ||
-        map_state(m) == PC_MAP_STOPPING)
+    if (atomic_load(&m->restoring))
+        sb->flags |= META_F_RESTORING;
+    else if (atomic_load(&m->in_chain) || map_state(m) == PC_MAP_COPYING ||
+             map_state(m) == PC_MAP_STOPPING)
         sb->flags |= META_F_IN_CHAIN;
     sb->copy_rate = atomic_load(&m->copy_rate);
     sb->clean_rate = atomic_load(&m->clean_rate);
@@ -180,6 +210,10 @@ static void sb_fill_locked(struct meta *md)
     sb->start_realtime_ns = m->start_realtime_ns;
     sb->start_seq = m->start_seq;
     memset(sb->reason, 0, sizeof sb->reason);
+    /* DIFF_VALID is the start's to set (meta_start); a recording that became
+     * incomplete since (an incomplete stop) clears it. */
+    if (!atomic_load(&m->diff_valid))
+        sb->flags &= ~META_F_DIFF_VALID;
     /* The reason it was given (map_failed_job, or a recovery) outlives the
      * restart after it: a recovered mapping's fail_err is only a stand-in. */
     if (map_failed(m) && m->invalid[0])
@@ -204,19 +238,24 @@ static int sb_write_locked(struct meta *md)
 
 static bool sb_valid(const struct meta_sb *sb, const void *blk)
 {
-    return sb->magic == META_SB_MAGIC && sb->version == META_VERSION &&
+    return sb->magic == META_SB_MAGIC && (sb->version == 1 || sb->version == META_VERSION) &&
            sb->block_size == META_BLOCK && sb->checksum == block_sum(blk, SB_SUM_OFF);
 }
 
 /* ------------------------------------------------------------------------
  * Pages and checkpoints. */
 
-static void mark_dirty_locked(struct meta *md, uint64_t first, uint64_t count)
+static void mark_dirty_locked(struct meta *md, unsigned r, uint64_t first, uint64_t count)
 {
     uint64_t p0 = first / META_PAGE_BITS, p1 = (first + count - 1) / META_PAGE_BITS;
     for (uint64_t p = p0; p <= p1; p++)
-        md->dirty[p / 64] |= 1ull << (p % 64);
+        md->dirty[r][p / 64] |= 1ull << (p % 64);
     md->any_dirty = true;
+}
+
+static uint64_t page_block(const struct meta *md, unsigned r, uint64_t p, unsigned slot)
+{
+    return META_PAGES_BLOCK + 2 * (r * md->npages + p) + slot;
 }
 
 /* D4.  all: every page holding a set bit, dirty or not (a clean shutdown
@@ -228,32 +267,41 @@ static int checkpoint_locked(struct meta *md, bool all)
     uint64_t epoch = md->sb.ckpt_epoch + 1;
     int r = 0;
 
-    if (all) {
-        for (uint64_t g = bitmap_find_next_set(m->bits, 0); g < m->grains;
-             g = bitmap_find_next_set(m->bits, (g / META_PAGE_BITS + 1) * META_PAGE_BITS))
-            mark_dirty_locked(md, g, 1);
+    unsigned nreg = md->version >= 2 ? META_REGIONS : 1;
+    for (unsigned rg = 0; all && rg < nreg; rg++) {
+        struct bitmap *bm = region_bits(md, rg);
+        for (uint64_t g = bm ? bitmap_find_next_set(bm, 0) : m->grains; g < m->grains;
+             g = bitmap_find_next_set(bm, (g / META_PAGE_BITS + 1) * META_PAGE_BITS))
+            mark_dirty_locked(md, rg, g, 1);
     }
-    for (uint64_t p = 0; md->any_dirty && p < md->npages && !r; p++) {
-        if (!(md->dirty[p / 64] & (1ull << (p % 64))))
-            continue;
-        memset(pg, 0, sizeof *pg);
-        pg->magic = META_PAGE_MAGIC;
-        pg->gen = md->sb.gen;
-        pg->epoch = epoch;
-        pg->index = p;
-        bitmap_get_words(m->bits, p * META_PAGE_WORDS, META_PAGE_WORDS, pg->words);
-        pg->checksum = block_sum(pg, PG_SUM_OFF);
-        unsigned slot = md->page_slot[p] == 0 ? 1 : 0;
-        r = write_block(md, META_PAGES_BLOCK + 2 * p + slot, pg);
+    for (unsigned rg = 0; rg < nreg && !r; rg++) {
+        struct bitmap *bm = region_bits(md, rg);
+        for (uint64_t p = 0; bm && md->any_dirty && p < md->npages && !r; p++) {
+            if (!(md->dirty[rg][p / 64] & (1ull << (p % 64))))
+                continue;
+            memset(pg, 0, sizeof *pg);
+            pg->magic = META_PAGE_MAGIC;
+            pg->gen = region_gen(&md->sb, rg);
+            pg->epoch = epoch;
+            pg->index = p;
+            pg->region = rg;
+            bitmap_get_words(bm, p * META_PAGE_WORDS, META_PAGE_WORDS, pg->words);
+            pg->checksum = block_sum(pg, PG_SUM_OFF);
+            unsigned slot = md->page_slot[rg][p] == 0 ? 1 : 0;
+            r = write_block(md, page_block(md, rg, p, slot), pg);
+        }
     }
     if (!r)
         r = sync_fd(md->fd);
     if (r)
         return r;
-    for (uint64_t p = 0; md->any_dirty && p < md->npages; p++)
-        if (md->dirty[p / 64] & (1ull << (p % 64)))
-            md->page_slot[p] = md->page_slot[p] == 0 ? 1 : 0;
-    memset(md->dirty, 0, ((md->npages + 63) / 64) * 8);
+    for (unsigned rg = 0; rg < nreg; rg++) {
+        bool have = region_bits(md, rg) != NULL;
+        for (uint64_t p = 0; have && md->any_dirty && p < md->npages; p++)
+            if (md->dirty[rg][p / 64] & (1ull << (p % 64)))
+                md->page_slot[rg][p] = md->page_slot[rg][p] == 0 ? 1 : 0;
+        memset(md->dirty[rg], 0, ((md->npages + 63) / 64) * 8);
+    }
     md->any_dirty = false;
     md->sb.ckpt_epoch = epoch;
     md->sb.ckpt_seq = md->next_seq;
@@ -272,19 +320,27 @@ static struct meta *meta_alloc(struct pc_map *m, const char *path, bool strict)
     md->fd = -1;
     md->strict = strict;
     snprintf(md->path, sizeof md->path, "%s", path);
+    md->version = META_VERSION;
     md->npages = (m->grains + META_PAGE_BITS - 1) / META_PAGE_BITS;
-    md->page_slot = malloc(md->npages ? md->npages : 1);
-    md->dirty = calloc((md->npages + 63) / 64 + 1, 8);
+    bool ok = true;
+    for (unsigned r = 0; r < META_REGIONS; r++) {
+        md->page_slot[r] = malloc(md->npages ? md->npages : 1);
+        md->dirty[r] = calloc((md->npages + 63) / 64 + 1, 8);
+        ok = ok && md->page_slot[r] && md->dirty[r];
+        if (md->page_slot[r])
+            memset(md->page_slot[r], 2, md->npages ? md->npages : 1);
+    }
     md->block = pc_buf_alloc_any(META_BLOCK);
-    if (!md->page_slot || !md->dirty || !md->block) {
-        free(md->page_slot);
-        free(md->dirty);
+    if (!ok || !md->block) {
+        for (unsigned r = 0; r < META_REGIONS; r++) {
+            free(md->page_slot[r]);
+            free(md->dirty[r]);
+        }
         if (md->block)
             pc_buf_free_any(md->block, META_BLOCK);
         free(md);
         return NULL;
     }
-    memset(md->page_slot, 2, md->npages ? md->npages : 1);
     pthread_mutex_init(&md->lock, NULL);
     return md;
 }
@@ -292,7 +348,8 @@ static struct meta *meta_alloc(struct pc_map *m, const char *path, bool strict)
 /* Every block the file can hold (meta.h): its length from meta_create on. */
 static off_t meta_file_size(const struct meta *md)
 {
-    return (off_t)(META_PAGES_BLOCK + 2 * md->npages) * META_BLOCK;
+    unsigned nreg = md->version >= 2 ? META_REGIONS : 1;
+    return (off_t)(META_PAGES_BLOCK + 2 * md->npages * nreg) * META_BLOCK;
 }
 
 static void meta_free(struct meta *md)
@@ -300,8 +357,10 @@ static void meta_free(struct meta *md)
     if (md->fd >= 0)
         close(md->fd);
     pthread_mutex_destroy(&md->lock);
-    free(md->page_slot);
-    free(md->dirty);
+    for (unsigned r = 0; r < META_REGIONS; r++) {
+        free(md->page_slot[r]);
+        free(md->dirty[r]);
+    }
     pc_buf_free_any(md->block, META_BLOCK);
     free(md);
 }
@@ -379,6 +438,73 @@ int meta_create(struct pc_map *m, const char *path, bool strict, struct pc_error
     return 0;
 }
 
+/* Recovery of region rg's pages (meta.h): the newest valid copy of each,
+ * if of the region's generation, into its bitmap. */
+static int load_region(struct meta *md, unsigned rg, const struct meta_sb *best,
+                       char *why, size_t whylen)
+{
+    struct pc_map *m = md->m;
+    struct bitmap *bm = region_bits(md, rg);
+    uint64_t gen = region_gen(best, rg);
+    int r;
+
+    for (uint64_t p = 0; p < md->npages; p++) {
+        struct meta_page pgs[2];
+        int newest = -1;
+        bool torn = false;
+        for (unsigned s = 0; s < 2; s++) {
+            if ((r = read_block(md->fd, page_block(md, rg, p, s), &pgs[s])) < 0) {
+                snprintf(why, whylen, "cannot read %s: %s", md->path, strerror(-r));
+                return r;
+            }
+            if (all_zero(&pgs[s], META_BLOCK))
+                continue;
+            if (pgs[s].magic != META_PAGE_MAGIC || pgs[s].index != p || pgs[s].region != rg ||
+                pgs[s].checksum != block_sum(&pgs[s], PG_SUM_OFF)) {
+                /* Torn by a checkpoint that did not finish (D4) is harmless:
+                 * the journal still holds its bits.  Anything else is damage. */
+                if (!(pgs[s].magic == META_PAGE_MAGIC && pgs[s].index == p &&
+                      pgs[s].epoch > best->ckpt_epoch))
+                    torn = true;
+                continue;
+            }
+            if (newest < 0 || pgs[s].gen > pgs[newest].gen ||
+                (pgs[s].gen == pgs[newest].gen && pgs[s].epoch > pgs[newest].epoch))
+                newest = (int)s;
+        }
+        if (torn && (newest < 0 || pgs[newest].gen != gen || pgs[newest].epoch < best->ckpt_epoch)) {
+            snprintf(why, whylen, "%s page %llu (grains %llu-%llu) is corrupt in %s",
+                     rg ? "difference bitmap" : "bitmap", (unsigned long long)p,
+                     (unsigned long long)(p * META_PAGE_BITS),
+                     (unsigned long long)((p + 1) * META_PAGE_BITS - 1), md->path);
+            return -EUCLEAN;
+        }
+        if (newest < 0)
+            continue;
+        md->page_slot[rg][p] = (uint8_t)newest;
+        if (pgs[newest].gen != gen || !bm)
+            continue;
+        const uint64_t *w = pgs[newest].words;
+        for (unsigned i = 0; i < META_PAGE_WORDS; i++) {
+            for (uint64_t bits = w[i]; bits;) {
+                unsigned b = (unsigned)__builtin_ctzll(bits);
+                unsigned e = b;
+                while (e < 64 && (bits >> e & 1))
+                    e++;
+                uint64_t first = (p * META_PAGE_WORDS + i) * 64 + b;
+                if (first < m->grains &&
+                    bitmap_set_range(bm, first,
+                                     (first + (e - b) > m->grains ? m->grains - first : e - b)) < 0) {
+                    snprintf(why, whylen, "out of memory rebuilding the bitmap");
+                    return -ENOMEM;
+                }
+                bits &= e == 64 ? 0 : ~0ull << e;
+            }
+        }
+    }
+    return 0;
+}
+
 /* Recovery: see meta.h and D1–D5.  Fills m's bits and out; on failure why
  * names what is wrong, and m is left without metadata. */
 int meta_recover(struct pc_map *m, const char *path, bool strict, struct meta_recovered *out,
@@ -407,6 +533,13 @@ int meta_recover(struct pc_map *m, const char *path, bool strict, struct meta_re
             goto fail;
         }
         struct meta_sb *sb = md->block;
+        if (sb->magic == META_SB_MAGIC && sb->version > META_VERSION &&
+            sb->checksum == block_sum(md->block, SB_SUM_OFF)) {
+            r = -EPROTONOSUPPORT;
+            snprintf(why, whylen, "%s is metadata format version %u; this pitcopy reads "
+                     "versions 1 to %u (upgrade pitcopy)", path, sb->version, META_VERSION);
+            goto fail;
+        }
         if (sb_valid(sb, md->block) && (!have || sb->seq > best.seq)) {
             best = *sb;
             have = true;
@@ -427,6 +560,7 @@ int meta_recover(struct pc_map *m, const char *path, bool strict, struct meta_re
         goto fail;
     }
     md->sb = best;
+    md->version = best.version;
     /* Blocks cut off a truncated file would read as never written
      * (read_block), and the bits they held would silently be gone. */
     struct stat st;
@@ -449,65 +583,17 @@ int meta_recover(struct pc_map *m, const char *path, bool strict, struct meta_re
         goto fail;
     }
 
-    /* Pages: the newest valid copy of each, if of this generation. */
-    for (uint64_t p = 0; p < md->npages; p++) {
-        struct meta_page pgs[2];
-        int newest = -1;
-        bool torn = false;
-        for (unsigned s = 0; s < 2; s++) {
-            if ((r = read_block(md->fd, META_PAGES_BLOCK + 2 * p + s, &pgs[s])) < 0) {
-                snprintf(why, whylen, "cannot read %s: %s", path, strerror(-r));
-                goto fail;
-            }
-            if (all_zero(&pgs[s], META_BLOCK))
-                continue;
-            if (pgs[s].magic != META_PAGE_MAGIC || pgs[s].index != p ||
-                pgs[s].checksum != block_sum(&pgs[s], PG_SUM_OFF)) {
-                /* Torn by a checkpoint that did not finish (D4) is harmless:
-                 * the journal still holds its bits.  Anything else is damage. */
-                if (!(pgs[s].magic == META_PAGE_MAGIC && pgs[s].index == p &&
-                      pgs[s].epoch > best.ckpt_epoch))
-                    torn = true;
-                continue;
-            }
-            if (newest < 0 || pgs[s].gen > pgs[newest].gen ||
-                (pgs[s].gen == pgs[newest].gen && pgs[s].epoch > pgs[newest].epoch))
-                newest = (int)s;
-        }
-        r = -EUCLEAN;
-        if (torn && (newest < 0 || pgs[newest].gen != best.gen || pgs[newest].epoch < best.ckpt_epoch)) {
-            snprintf(why, whylen, "bitmap page %llu (grains %llu-%llu) is corrupt in %s",
-                     (unsigned long long)p, (unsigned long long)(p * META_PAGE_BITS),
-                     (unsigned long long)((p + 1) * META_PAGE_BITS - 1), path);
+    /* Pages: the newest valid copy of each, if of its region's generation. */
+    unsigned nreg = md->version >= 2 ? META_REGIONS : 1;
+    for (unsigned rg = 0; rg < nreg; rg++) {
+        r = load_region(md, rg, &best, why, whylen);
+        if (r < 0)
             goto fail;
-        }
-        if (newest < 0)
-            continue;
-        md->page_slot[p] = (uint8_t)newest;
-        if (pgs[newest].gen != best.gen)
-            continue;
-        const uint64_t *w = pgs[newest].words;
-        for (unsigned i = 0; i < META_PAGE_WORDS; i++) {
-            for (uint64_t bits = w[i]; bits;) {
-                unsigned b = (unsigned)__builtin_ctzll(bits);
-                unsigned e = b;
-                while (e < 64 && (bits >> e & 1))
-                    e++;
-                uint64_t first = (p * META_PAGE_WORDS + i) * 64 + b;
-                if (first < m->grains &&
-                    bitmap_set_range(m->bits, first,
-                                     (first + (e - b) > m->grains ? m->grains - first : e - b)) < 0) {
-                    r = -ENOMEM;
-                    snprintf(why, whylen, "out of memory rebuilding the bitmap");
-                    goto fail;
-                }
-                bits &= e == 64 ? 0 : ~0ull << e;
-            }
-        }
     }
 
-    /* Journal: blocks ckpt_seq, ckpt_seq+1, … of this generation, in order
-     * (D3).  Blocks of other generations or older seqs are ignored. */
+    /* Journal: blocks ckpt_seq, ckpt_seq+1, … in order (D3).  Split extents
+     * count in blocks of this generation, difference extents in blocks not
+     * older than their region (meta.h); older seqs are ignored. */
     uint64_t max_seq = best.ckpt_seq ? best.ckpt_seq - 1 : 0, want = best.ckpt_seq;
     uint64_t stray = 0;
     struct meta_jblock *jb = malloc(sizeof *jb * META_JOURNAL_BLOCKS);
@@ -533,24 +619,29 @@ int meta_recover(struct pc_map *m, const char *path, bool strict, struct meta_re
     }
     for (;;) {
         unsigned i = (unsigned)(want % META_JOURNAL_BLOCKS);
-        if (!valid[i] || jb[i].seq != want || jb[i].gen != best.gen)
+        if (!valid[i] || jb[i].seq != want)
             break;
         for (uint32_t x = 0; x < jb[i].nextents; x++) {
-            uint64_t f = jb[i].ext[x].first, c = jb[i].ext[x].count;
-            if (c == 0 || f >= m->grains || c > m->grains - f) {
+            uint64_t f = jb[i].ext[x].first & META_EXT_GRAIN, c = jb[i].ext[x].count;
+            bool diff = jb[i].ext[x].first & META_EXT_DIFF;
+            unsigned rg = diff ? ((jb[i].ext[x].first & META_EXT_REGION1) ? 2 : 1) : 0;
+            if (c == 0 || f >= m->grains || c > m->grains - f || (diff && md->version < 2)) {
                 free(jb);
                 r = -EUCLEAN;
                 snprintf(why, whylen, "journal block %llu of %s lists grains past the volume's end",
                          (unsigned long long)want, path);
                 goto fail;
             }
-            if (bitmap_set_range(m->bits, f, c) < 0) {
+            struct bitmap *bm = region_bits(md, rg);
+            if (!bm || (rg == 0 ? jb[i].gen != best.gen : jb[i].gen < region_gen(&best, rg)))
+                continue;
+            if (bitmap_set_range(bm, f, c) < 0) {
                 free(jb);
                 r = -ENOMEM;
                 snprintf(why, whylen, "out of memory rebuilding the bitmap");
                 goto fail;
             }
-            mark_dirty_locked(md, f, c);
+            mark_dirty_locked(md, rg, f, c);
         }
         want++;
     }
@@ -564,12 +655,33 @@ int meta_recover(struct pc_map *m, const char *path, bool strict, struct meta_re
                  "after it is valid", (unsigned long long)want, path, (unsigned long long)stray);
         goto fail;
     }
+    /* D6: an incremental start's split bits are every grain the closed
+     * region does not list, plus what pages and journal say. */
+    if (best.flags & META_F_DIFF_BASE) {
+        struct bitmap *base = region_bits(md, best.diff_cur ? 1 : 2);
+        if (!base || md->version < 2) {
+            r = -EUCLEAN;
+            snprintf(why, whylen, "%s says the mapping restarted incrementally, but mapping %s "
+                     "is not incremental", path, m->name);
+            goto fail;
+        }
+        for (uint64_t g = bitmap_find_next_unset(base, 0); g < m->grains;) {
+            uint64_t h = bitmap_find_next_set(base, g);
+            if (bitmap_set_range(m->bits, g, h - g) < 0) {
+                r = -ENOMEM;
+                snprintf(why, whylen, "out of memory rebuilding the bitmap");
+                goto fail;
+            }
+            g = h < m->grains ? bitmap_find_next_unset(base, h) : h;
+        }
+    }
     md->next_seq = max_seq + 1 > want ? max_seq + 1 : want;
 
     if (out->state != PC_MAP_SUSPENDED)
         out->state = (enum pc_map_state)best.state;
     out->complete = best.flags & META_F_COMPLETE;
     out->in_chain = best.flags & META_F_IN_CHAIN;
+    out->restoring = best.flags & META_F_RESTORING;
     out->clean = best.flags & META_F_CLEAN;
     out->gen = best.gen;
     out->start_seq = best.start_seq;
@@ -578,10 +690,16 @@ int meta_recover(struct pc_map *m, const char *path, bool strict, struct meta_re
     out->copy_rate = best.copy_rate;
     out->clean_rate = best.clean_rate;
     out->replayed = want - best.ckpt_seq;
+    /* D6, D5: a recording is trusted only if journalled or shut down cleanly. */
+    out->diff_cur = best.diff_cur ? 1 : 0;
+    out->diff_base = best.flags & META_F_DIFF_BASE;
+    out->diff_valid = md->version >= 2 && (best.flags & META_F_DIFF_VALID) &&
+                      (best.flags & (META_F_STRICT | META_F_CLEAN)) && region_bits(md, 1);
     char mark[PATH_MAX + 16];
     snprintf(mark, sizeof mark, "%s%s", path, META_FAILED_SUFFIX);
     if (access(mark, F_OK) == 0 && !best.reason[0] &&
-        (best.state == PC_MAP_COPYING || (best.flags & META_F_IN_CHAIN))) {
+        (best.state == PC_MAP_COPYING || (best.flags & META_F_IN_CHAIN)) &&
+        !(best.flags & META_F_RESTORING)) {
         out->state = PC_MAP_SUSPENDED;
         snprintf(best.reason, sizeof best.reason, "suspended: its metadata could not be "
                  "written (the marker %s beside it says so)", META_FAILED_SUFFIX);
@@ -605,7 +723,18 @@ int meta_recovered_commit(struct pc_map *m)
      * its chain yet, and the file must keep saying it belongs there. */
     md->sb.flags &= ~(META_F_STRICT | META_F_CLEAN);
     md->sb.flags |= md->strict ? META_F_STRICT : 0;
-    int r = checkpoint_locked(md, false);
+    if (!atomic_load(&m->diff_valid))
+        md->sb.flags &= ~META_F_DIFF_VALID;
+    int r = 0;
+    if (md->version < META_VERSION) {
+        /* Upgrade in place: the difference regions follow the split pages;
+         * a version 1 file has recorded no changes (DIFF_VALID clear). */
+        md->version = md->sb.version = META_VERSION;
+        md->sb.flags &= ~(META_F_DIFF_VALID | META_F_DIFF_BASE);
+        r = ftruncate(md->fd, meta_file_size(md)) < 0 ? -errno : 0;
+    }
+    if (!r)
+        r = checkpoint_locked(md, false);
     pthread_mutex_unlock(&md->lock);
     return r;
 }
@@ -661,17 +790,33 @@ int meta_start(struct pc_map *m, struct pc_error *err)
     if (!md)
         return 0;
     pthread_mutex_lock(&md->lock);
+    struct meta_sb saved = md->sb;
     md->sb.gen++;
     sb_fill_locked(md);
     md->sb.state = PC_MAP_COPYING;
-    md->sb.flags = (md->sb.flags | META_F_IN_CHAIN) & ~META_F_COMPLETE;
+    md->sb.flags = (md->sb.flags | (atomic_load(&m->restoring) ? META_F_RESTORING
+                                    : META_F_IN_CHAIN)) & ~META_F_COMPLETE;
     memset(md->sb.reason, 0, sizeof md->sb.reason);     /* a new point in time */
-    md->sb.ckpt_seq = md->next_seq;
-    memset(md->dirty, 0, ((md->npages + 63) / 64) * 8);
-    md->any_dirty = false;
+    /* D6: recording moves to the other region, cleared by its new gen; the
+     * region closed now stays, the base of an incremental start's bits.
+     * The journal stays too: the closed region's newest bits may be there. */
+    unsigned next = !atomic_load(&m->dcur);
+    md->sb.diff_cur = next;
+    md->sb.diff_gen[next] = md->sb.gen;
+    md->sb.flags &= ~(META_F_DIFF_VALID | META_F_DIFF_BASE);
+    if (m->incremental)
+        md->sb.flags |= META_F_DIFF_VALID;
+    if (m->incr_start)
+        md->sb.flags |= META_F_DIFF_BASE;
+    memset(md->dirty[0], 0, ((md->npages + 63) / 64) * 8);
+    memset(md->dirty[1 + next], 0, ((md->npages + 63) / 64) * 8);
     int r = sb_write_locked(md);
-    if (r)
-        md->sb.gen--;
+    if (r) {
+        uint64_t seq = md->sb.seq;
+        md->sb = saved;
+        md->sb.seq = seq;
+    }
+    md->sb_prev = saved;
     pthread_mutex_unlock(&md->lock);
     if (!r) {
         char mark[PATH_MAX + 16];
@@ -682,6 +827,31 @@ int meta_start(struct pc_map *m, struct pc_error *err)
         pc_error_set(err, r, "mapping %s: cannot write its metadata (%s): %s; not started",
                      m->name, md->path, strerror(-r));
     return r;
+}
+
+void meta_start_abort(struct pc_map *m)
+{
+    struct meta *md = m->meta;
+    if (!md)
+        return;
+    pthread_mutex_lock(&md->lock);
+    /* The recording never moved (map.c did not switch): the disk says so
+     * again before anything is journalled for the old region under the new
+     * generation's number — which D6 would still count for it. */
+    md->sb.diff_cur = md->sb_prev.diff_cur;
+    md->sb.diff_gen[0] = md->sb_prev.diff_gen[0];
+    md->sb.diff_gen[1] = md->sb_prev.diff_gen[1];
+    md->sb.flags = (md->sb.flags & ~(META_F_DIFF_VALID | META_F_DIFF_BASE)) |
+                   (md->sb_prev.flags & (META_F_DIFF_VALID | META_F_DIFF_BASE));
+    pthread_mutex_unlock(&md->lock);
+}
+
+void meta_barrier(struct pc_map *m)
+{
+    if (m->meta) {
+        pthread_mutex_lock(&m->meta->lock);
+        pthread_mutex_unlock(&m->meta->lock);
+    }
 }
 
 bool meta_strict(const struct pc_map *m)
@@ -776,14 +946,20 @@ static void commit_map(struct meta *md, struct meta_req *list, struct meta_req *
         next = rq->next_in_map;
         /* One extent per run of set bits: count the runs' first bits.  All of
          * one mapping's data is on its target, so one fd at most to sync. */
-        unsigned need = (unsigned)__builtin_popcountll(rq->mask & ~(rq->mask << 1));
+        unsigned need = rq->diff ? 1 : (unsigned)__builtin_popcountll(rq->mask & ~(rq->mask << 1));
         if (jb->nextents + need > META_JOURNAL_EXTENTS ||
             (rq->data_fd >= 0 && data_fd >= 0 && rq->data_fd != data_fd)) {
             rq->next = *rest;
             *rest = rq;
             continue;
         }
-        for (uint32_t i = 0; i < rq->ng; i++) {
+        if (rq->diff) {
+            jb->ext[jb->nextents].first = rq->g0 | META_EXT_DIFF |
+                                          (rq->region ? META_EXT_REGION1 : 0);
+            jb->ext[jb->nextents].count = rq->count;
+            jb->nextents++;
+        }
+        for (uint32_t i = 0; !rq->diff && i < rq->ng; i++) {
             if (!(rq->mask & (1ull << i)))
                 continue;
             uint32_t j = i;
@@ -821,15 +997,23 @@ static void commit_map(struct meta *md, struct meta_req *list, struct meta_req *
             md->next_seq++;
     }
     if (!r) {
-        for (struct meta_req *rq = taken; rq; rq = rq->next_in_map)
+        for (struct meta_req *rq = taken; rq; rq = rq->next_in_map) {
+            if (rq->diff) {
+                int e = bitmap_set_range(rq->bits, rq->g0, rq->count);
+                if (e && !rq->err)
+                    rq->err = e;
+                mark_dirty_locked(md, 1u + rq->region, rq->g0, rq->count);
+                continue;
+            }
             for (uint32_t i = 0; i < rq->ng; i++)
                 if (rq->mask & (1ull << i)) {
                     int e = 0;
                     (void)bitmap_test_and_set(md->m->bits, rq->g0 + i, &e);
                     if (e && !rq->err)
                         rq->err = e;
-                    mark_dirty_locked(md, rq->g0 + i, 1);
+                    mark_dirty_locked(md, 0, rq->g0 + i, 1);
                 }
+        }
     }
     pthread_mutex_unlock(&md->lock);
     if (r)
@@ -935,10 +1119,19 @@ void meta_committer_stop(struct pc_engine *e)
 void meta_fail(struct meta_req *rq)
 {
     rq->fail = true;
+    rq->diff = false;
     meta_queue(rq);
 }
 
 void meta_commit(struct meta_req *rq)
+{
+    rq->fail = false;
+    rq->diff = false;
+    rq->err = 0;
+    meta_queue(rq);
+}
+
+void meta_commit_diff(struct meta_req *rq)
 {
     rq->fail = false;
     rq->err = 0;

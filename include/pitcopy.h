@@ -208,7 +208,13 @@ struct pc_map_opts {
     uint32_t          grain_size;    /* 0 = 64 KiB; power of two 4 KiB–1 MiB */
     int               copy_rate;     /* 0–150 or PC_RATE_UNLIMITED; -1 = default 50 */
     int               clean_rate;    /* likewise; other negative values are refused */
-    bool              incremental;   /* reserved: accepted, recorded */
+    /*
+     * Record which grains change on source or target (a difference bitmap,
+     * durable like the split bits); a start after a complete copy then
+     * copies only the grains changed since the previous start.  Exported
+     * over NBD as the meta context pitcopy:changed (nbd/handshake.c).
+     */
+    bool              incremental;
     struct pc_group  *group;         /* consistency group, or NULL (pc_map_set_group) */
     /*
      * Recreating a mapping a daemon knew before it restarted: its split
@@ -246,6 +252,9 @@ struct pc_map_info {
     int               copy_rate;
     int               clean_rate;
     bool              incremental;
+    bool              changes_recorded; /* incremental, and the recording covers every change
+                                         * since the last start (a restart may copy only those) */
+    uint64_t          grains_changed;   /* grains written on source or target since the last start */
     bool              complete;         /* every grain split: the target is a whole image */
     bool              target_online;
     unsigned          dependent_mappings; /* older mappings in the chain */
@@ -256,6 +265,8 @@ struct pc_map_info {
     enum pc_durability durability;
     char              invalid[256];       /* why a restart could not vouch for the target, or "" */
     char              group[64];          /* consistency group, or "" */
+    bool              restoring;          /* a restore under way (or stopped unfinished) */
+    char              partner[64];        /* the mapping in the other direction, or "" */
 };
 
 int  pc_map_create(struct pc_engine *e, const struct pc_map_opts *opts,
@@ -285,6 +296,19 @@ int  pc_map_stop(struct pc_map *m, struct pc_error *err);
  * the clean rate, and the mapping ends idle_or_copied (pc_map_wait).
  */
 int  pc_map_stop_split(struct pc_map *m, struct pc_error *err);
+/*
+ * Restore (startfcmap -restore): m goes from T back to S, made while the
+ * mapping S -> T exists (its partner).  From the start S reads as T did at
+ * that instant, and the background copy (at m's copy rate) makes it so on
+ * disk; the forward mapping and S's other targets keep their own points in
+ * time (S's old contents go to them first, as for any write to S), and T
+ * stays readable and writable.  Needs T whole as a host reads it (its
+ * mapping copying, or idle_or_copied with the copy complete) and no cleaning
+ * on S's chain.  While it runs, S's mappings other than m cannot be started,
+ * stopped or deleted.  Stopping m leaves S offline (an incomplete image)
+ * until m is started again or deleted; it ends idle_or_copied.
+ */
+int  pc_map_start_restore(struct pc_map *m, struct pc_error *err);
 /* Delete an idle_or_copied or stopped mapping; force stops it first (and waits). */
 int  pc_map_delete(struct pc_map *m, bool force, struct pc_error *err);
 int  pc_map_set_copy_rate(struct pc_map *m, int rate, struct pc_error *err);
@@ -295,6 +319,24 @@ int  pc_map_info(struct pc_map *m, struct pc_map_info *info);
 void pc_map_state_get(struct pc_map *m, enum pc_map_state *state, bool *complete);
 /* Wait until the mapping is in state; timeout_ms < 0 waits forever. -ETIMEDOUT. */
 int  pc_map_wait(struct pc_map *m, enum pc_map_state state, int timeout_ms);
+
+/*
+ * Change recording of incremental mappings (engine/changed.c), for front
+ * ends on a worker thread.  pc_volume_changed_maps names the incremental
+ * mappings v belongs to (as source or target): up to max into names,
+ * returning how many there are.  pc_volume_changed_extents describes
+ * [off, off+len) as runs of grains changed or not since mapping map's last
+ * start, at most max of them from off on; returns how many.  Where the
+ * recording cannot vouch for a grain (never started, an incomplete copy, a
+ * crash with durability none, no such mapping) it reads as changed.
+ */
+struct pc_extent {
+    uint64_t len;
+    bool     changed;
+};
+unsigned pc_volume_changed_maps(struct pc_volume *v, char (*names)[64], unsigned max);
+unsigned pc_volume_changed_extents(struct pc_volume *v, const char *map, uint64_t off,
+                                   uint64_t len, struct pc_extent *ext, unsigned max);
 
 const char *pc_map_state_name(enum pc_map_state s);
 

@@ -7,7 +7,10 @@
  *   options, each answered before the next is read (the client waits for
  *   our reply; one that does not still gets them in order).  Understood:
  *   EXPORT_NAME, ABORT, LIST, INFO, GO, STRUCTURED_REPLY,
- *   LIST_META_CONTEXT and SET_META_CONTEXT (base:allocation), and
+ *   LIST_META_CONTEXT and SET_META_CONTEXT (base:allocation, and
+ *   pitcopy:changed:MAP for every incremental mapping MAP the export is
+ *   source or target of — plus plain pitcopy:changed when there is just
+ *   one, the way QEMU offers qemu:dirty-bitmap:NAME), and
  *   STARTTLS when the server has TLS credentials; anything else gets
  *   NBD_REP_ERR_UNSUP; while the server stops, everything but ABORT gets
  *   NBD_REP_ERR_SHUTDOWN (N6).  Every engine volume is an export under its
@@ -36,8 +39,9 @@
  *   H2  The volume of a successful GO or EXPORT_NAME is held
  *       (pc_volume_get) until the connection is freed; INFO and the meta
  *       context options hold it only while they look at it.
- *   H3  base:allocation is on in transmission only if the last
- *       SET_META_CONTEXT chose it for the very export that GO names.
+ *   H3  base:allocation and pitcopy:changed contexts are on in
+ *       transmission only if the last SET_META_CONTEXT chose them for the
+ *       very export that GO names.
  *   H4  While the server stops (N6), an option is still framed and counted
  *       as usual (H1, NBD_MAX_OPTIONS) before it is refused, so the stream
  *       stays in step and a client cannot keep the connection forever.
@@ -58,6 +62,7 @@
 
 #define META_ALLOCATION     "base:allocation"
 #define META_ALLOCATION_ID  1u          /* the context id we hand out */
+#define META_CHANGED        "pitcopy:changed"   /* + ":MAP"; ids 2, 3, … (nbd_conn.changed) */
 
 const char *nbd_opt_name(uint32_t opt)
 {
@@ -188,8 +193,11 @@ static void start_transmission(struct nbd_conn *c, struct pc_volume *v, const ch
     c->vol = v;                                         /* H2 */
     c->size = pc_volume_size(v);
     snprintf(c->export_name, sizeof c->export_name, "%s", pc_volume_name(v));
-    c->meta_allocation = c->hs->meta_set && c->hs->meta_export &&
-                         strcmp(c->hs->meta_export, name) == 0;     /* H3 */
+    bool ours = c->hs->meta_set && c->hs->meta_export &&
+                strcmp(c->hs->meta_export, name) == 0;              /* H3 */
+    c->meta_allocation = ours && c->hs->meta_alloc;
+    c->nchanged = ours ? c->hs->nchanged : 0;
+    memcpy(c->changed, c->hs->changed, sizeof c->changed);
     free(c->hs->meta_export);
     free(c->hs);
     c->hs = NULL;
@@ -368,10 +376,15 @@ static void opt_meta_context(struct nbd_conn *c, uint32_t opt, const uint8_t *da
     const uint8_t *p;
     bool alloc = false;
     struct pc_volume *v;
+    char maps[NBD_MAX_CHANGED][64];
+    unsigned nmaps;
+    bool want[NBD_MAX_CHANGED + 1] = { false };     /* [NBD_MAX_CHANGED]: the plain name */
 
     if (set) {
         /* A SET replaces the previous choice, even when it fails. */
         c->hs->meta_set = false;
+        c->hs->meta_alloc = false;
+        c->hs->nchanged = 0;
         free(c->hs->meta_export);
         c->hs->meta_export = NULL;
     }
@@ -421,6 +434,9 @@ static void opt_meta_context(struct nbd_conn *c, uint32_t opt, const uint8_t *da
         rep_err(c, opt, NBD_REP_ERR_UNKNOWN, "no volume named \"%s\"", shown);
         return;
     }
+    nmaps = pc_volume_changed_maps(v, maps, NBD_MAX_CHANGED);
+    if (nmaps > NBD_MAX_CHANGED)
+        nmaps = NBD_MAX_CHANGED;
     pc_volume_put(v);
 
     /* Every volume has base:allocation.  LIST with no query lists all we
@@ -434,7 +450,21 @@ static void opt_meta_context(struct nbd_conn *c, uint32_t opt, const uint8_t *da
 
         if (query_is(p + 4, ql, META_ALLOCATION) || (!set && query_is(p + 4, ql, "base:")))
             alloc = true;
+        bool all = !set && (query_is(p + 4, ql, "pitcopy:") || query_is(p + 4, ql, META_CHANGED));
+        if (nmaps == 1 && (all || query_is(p + 4, ql, META_CHANGED)))
+            want[NBD_MAX_CHANGED] = true;
+        for (unsigned j = 0; j < nmaps; j++) {
+            char full[sizeof META_CHANGED + 64];
+            snprintf(full, sizeof full, "%s:%s", META_CHANGED, maps[j]);
+            if (all || query_is(p + 4, ql, full))
+                want[j] = true;
+        }
         p += 4 + ql;
+    }
+    if (nq == 0 && !set) {
+        want[NBD_MAX_CHANGED] = nmaps == 1;
+        for (unsigned j = 0; j < nmaps; j++)
+            want[j] = true;
     }
     if (alloc) {
         uint8_t buf[4 + sizeof META_ALLOCATION - 1];
@@ -444,9 +474,26 @@ static void opt_meta_context(struct nbd_conn *c, uint32_t opt, const uint8_t *da
         memcpy(buf + 4, META_ALLOCATION, sizeof META_ALLOCATION - 1);
         rep(c, opt, NBD_REP_META_CONTEXT, buf, sizeof buf);
     }
-    if (set && alloc) {
+    for (unsigned j = 0; j <= NBD_MAX_CHANGED; j++) {
+        if (!want[j])
+            continue;
+        const char *map = j == NBD_MAX_CHANGED ? maps[0] : maps[j];
+        uint8_t buf[4 + sizeof META_CHANGED + 64];
+        int n = j == NBD_MAX_CHANGED
+                ? snprintf((char *)buf + 4, sizeof buf - 4, "%s", META_CHANGED)
+                : snprintf((char *)buf + 4, sizeof buf - 4, "%s:%s", META_CHANGED, map);
+        uint32_t id = 0;
+        if (set) {
+            id = htobe32(2u + c->hs->nchanged);
+            memcpy(c->hs->changed[c->hs->nchanged++], map, 64);
+        }
+        memcpy(buf, &id, 4);
+        rep(c, opt, NBD_REP_META_CONTEXT, buf, 4 + (uint32_t)n);
+    }
+    if (set && (alloc || c->hs->nchanged)) {
         c->hs->meta_export = strdup(name);
         c->hs->meta_set = c->hs->meta_export != NULL;
+        c->hs->meta_alloc = alloc;
     }
     rep(c, opt, NBD_REP_ACK, NULL, 0);
 }
@@ -469,6 +516,8 @@ static void opt_starttls(struct nbd_conn *c, uint32_t len)
     }
     /* N7: start over inside TLS. */
     c->structured = false;
+    c->hs->meta_alloc = false;
+    c->hs->nchanged = 0;
     c->hs->meta_set = false;
     free(c->hs->meta_export);
     c->hs->meta_export = NULL;

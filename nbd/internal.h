@@ -119,6 +119,8 @@
 #define NBD_ZERO_CHUNK       (1u << 20)         /* WRITE_ZEROES writes this much at a time */
 #define NBD_STOP_GRACE_NS    (5ull * 1000000000u) /* stop waits this long for slow clients (N6) */
 #define NBD_ERR_MSG_MAX      80u                /* text in a structured error chunk */
+#define NBD_MAX_CHANGED      8u                 /* pitcopy:changed contexts per connection */
+#define NBD_CHANGED_EXTENTS  256u               /* descriptors per context per reply */
 #define NBD_REPLY_HDR_MAX    (20u + 6u + NBD_ERR_MSG_MAX)
 #define NBD_MAX_LISTENERS    8u
 
@@ -145,6 +147,7 @@ struct nbd_req {
     void             *buf;          /* pc_buf_alloc'd, buf_len bytes, or NULL */
     uint32_t          buf_len;
     uint64_t          zero_off;     /* WRITE_ZEROES: the next chunk */
+    uint32_t          bs_len;       /* BLOCK_STATUS: pitcopy:changed chunks built in buf */
     uint32_t          hdr_len;      /* the reply: hdr[0..hdr_len) then data_len bytes of buf */
     uint32_t          data_len;
     uint8_t           hdr[NBD_REPLY_HDR_MAX];
@@ -178,6 +181,9 @@ struct nbd_hs {
     unsigned  nr_options;
     bool      meta_set;             /* SET_META_CONTEXT chose base:allocation ... */
     char     *meta_export;          /* ... for this export (malloc'd) */
+    bool      meta_alloc;           /* ... base:allocation among them */
+    unsigned  nchanged;             /* ... and these pitcopy:changed mappings */
+    char      changed[NBD_MAX_CHANGED][64];
     bool      tls_refused;          /* an option got NBD_REP_ERR_TLS_REQD (logged once) */
 };
 
@@ -211,6 +217,8 @@ struct nbd_conn {
     bool                no_zeroes;
     bool                structured;
     bool                meta_allocation;    /* base:allocation selected for the export */
+    unsigned            nchanged;           /* pitcopy:changed contexts selected: */
+    char                changed[NBD_MAX_CHANGED][64];  /* mapping i has context id 2 + i */
     uint8_t            *hs_out;     /* option replies not yet sent */
     uint32_t            hs_off, hs_len, hs_cap;
 

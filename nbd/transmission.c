@@ -29,7 +29,9 @@
  *                          nothing.  Real discard arrives with thin targets.
  *   BLOCK_STATUS           base:allocation: one extent covering the request,
  *                          flags 0 (allocated data) — always correct, if not
- *                          informative.  Holes and zeros will be reported
+ *                          informative.  pitcopy:changed[:MAP]: runs of
+ *                          grains, flag 1 = changed since the mapping's last
+ *                          start (engine/changed.c), one chunk per context.  Holes and zeros will be reported
  *                          with the thin-target work (DESIGN.md, Thin).
  *   DISC                   no reply: the connection drains and closes.
  *
@@ -136,7 +138,7 @@ static int validate(const struct nbd_conn *c, const struct nbd_req *r)
         return r->cmd == NBD_CMD_WRITE || r->cmd == NBD_CMD_WRITE_ZEROES ? -ENOSPC : -EINVAL;
     if ((r->offset | r->count) % NBD_MIN_BLOCK)
         return -EINVAL;
-    if (r->cmd == NBD_CMD_BLOCK_STATUS && !c->meta_allocation)
+    if (r->cmd == NBD_CMD_BLOCK_STATUS && !c->meta_allocation && !c->nchanged)
         return -EINVAL;
     return 0;
 }
@@ -232,14 +234,20 @@ static void build_reply(struct nbd_conn *c, struct nbd_req *r)
         r->data_len = r->count;
         break;
     case NBD_CMD_BLOCK_STATUS: {
-        /* One extent for the whole request (REQ_ONE or not), flags 0. */
+        /* base:allocation: one extent for the whole request (REQ_ONE or
+         * not), flags 0; then the pitcopy:changed chunks built in buf. */
         struct nbd_chunk_block_status bs = { .context_id = htobe32(1) };
         struct nbd_block_descriptor d = { .length = htobe32(r->count), .status_flags = 0 };
 
-        put_structured(r, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, sizeof bs + sizeof d);
-        memcpy(r->hdr + r->hdr_len, &bs, sizeof bs);
-        memcpy(r->hdr + r->hdr_len + sizeof bs, &d, sizeof d);
-        r->hdr_len += sizeof bs + sizeof d;
+        r->hdr_len = 0;
+        if (c->meta_allocation) {
+            put_structured(r, r->bs_len ? 0 : NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS,
+                           sizeof bs + sizeof d);
+            memcpy(r->hdr + r->hdr_len, &bs, sizeof bs);
+            memcpy(r->hdr + r->hdr_len + sizeof bs, &d, sizeof d);
+            r->hdr_len += sizeof bs + sizeof d;
+        }
+        r->data_len = r->bs_len;
         break;
     }
     default:
@@ -320,6 +328,55 @@ static void req_done(struct pc_io *io, int res)
     nbd_conn_reply(c, r);
 }
 
+/* The pitcopy:changed chunks of a BLOCK_STATUS reply, into r->buf: one per
+ * context, the last one final. */
+static int changed_status(struct nbd_conn *c, struct nbd_req *r)
+{
+    const uint32_t per = sizeof(struct nbd_structured_reply) + sizeof(struct nbd_chunk_block_status) +
+                         NBD_CHANGED_EXTENTS * sizeof(struct nbd_block_descriptor);
+    struct pc_extent ext[NBD_CHANGED_EXTENTS];
+    uint32_t len = 0;
+
+    r->bs_len = 0;
+    if (!c->nchanged)
+        return 0;
+    r->buf_len = (c->nchanged * per + PC_BLOCK_SIZE - 1) / PC_BLOCK_SIZE * PC_BLOCK_SIZE;
+    r->buf = pc_buf_alloc(c->nw->w, r->buf_len);
+    if (!r->buf) {
+        r->buf_len = 0;
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < c->nchanged; i++) {
+        unsigned max = r->flags & NBD_CMD_FLAG_REQ_ONE ? 1 : NBD_CHANGED_EXTENTS;
+        unsigned n = pc_volume_changed_extents(c->vol, c->changed[i], r->offset, r->count,
+                                               ext, max);
+        uint8_t *p = (uint8_t *)r->buf + len;
+        struct nbd_structured_reply h = {
+            .magic = htobe32(NBD_STRUCTURED_REPLY_MAGIC),
+            .flags = htobe16(i + 1 == c->nchanged ? NBD_REPLY_FLAG_DONE : 0),
+            .type = htobe16(NBD_REPLY_TYPE_BLOCK_STATUS),
+            .cookie = r->cookie,
+            .length = htobe32((uint32_t)(sizeof(struct nbd_chunk_block_status) +
+                                         n * sizeof(struct nbd_block_descriptor))),
+        };
+        struct nbd_chunk_block_status bs = { .context_id = htobe32(2u + i) };
+        memcpy(p, &h, sizeof h);
+        memcpy(p + sizeof h, &bs, sizeof bs);
+        p += sizeof h + sizeof bs;
+        for (unsigned j = 0; j < n; j++) {
+            struct nbd_block_descriptor d = {
+                .length = htobe32((uint32_t)ext[j].len),
+                .status_flags = htobe32(ext[j].changed ? NBD_STATE_CHANGED : 0),
+            };
+            memcpy(p, &d, sizeof d);
+            p += sizeof d;
+        }
+        len = (uint32_t)(p - (uint8_t *)r->buf);
+    }
+    r->bs_len = len;
+    return 0;
+}
+
 static void execute(struct nbd_conn *c, struct nbd_req *r)
 {
     switch (r->cmd) {
@@ -354,7 +411,7 @@ static void execute(struct nbd_conn *c, struct nbd_req *r)
         zero_next(c, r);
         return;
     case NBD_CMD_BLOCK_STATUS:
-        reply_now(c, r, 0);
+        reply_now(c, r, changed_status(c, r));
         return;
     default:
         abort();                        /* T1: validate() let nothing else through */

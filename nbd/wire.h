@@ -155,6 +155,9 @@ struct nbd_info_block_size {
 #define NBD_REPLY_TYPE_ERROR        ((1u << 15) + 1)
 #define NBD_REPLY_TYPE_ERROR_OFFSET ((1u << 15) + 2)
 
+/* pitcopy:changed extent flag (engine/changed.c): written since the last start. */
+#define NBD_STATE_CHANGED     (1u << 0)
+
 /* base:allocation extent flags. */
 #define NBD_STATE_HOLE              (1u << 0)
 #define NBD_STATE_ZERO              (1u << 1)

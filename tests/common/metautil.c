@@ -39,12 +39,19 @@ static struct pc_map *map_open(struct tu_eng *f, const char *name, struct tu_vol
                                struct tu_vol *tgt, uint32_t grain, int copy_rate,
                                enum pc_durability d, bool recover)
 {
+    return mu_map_ex(f, name, src, tgt, grain, copy_rate, d, recover, false);
+}
+
+struct pc_map *mu_map_ex(struct tu_eng *f, const char *name, struct tu_vol *src,
+                         struct tu_vol *tgt, uint32_t grain, int copy_rate,
+                         enum pc_durability d, bool recover, bool incremental)
+{
     char path[4200];
     mu_meta_path(tgt, name, path, sizeof path);
     struct pc_map_opts o = {
         .name = name, .source = src->v, .target = tgt->v, .grain_size = grain,
         .copy_rate = copy_rate, .clean_rate = -1, .meta_path = path, .durability = d,
-        .recover = recover,
+        .recover = recover, .incremental = incremental,
     };
     struct pc_error err = { 0 };
     struct pc_map *m = NULL;

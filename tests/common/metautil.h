@@ -48,6 +48,11 @@ void mu_flip(const char *path, uint64_t off);
 uint64_t mu_block_sum(const void *blk, size_t sum_off);
 bool mu_exists(const char *path);
 
+/* Either of the above (recover), for an incremental mapping or not. */
+struct pc_map *mu_map_ex(struct tu_eng *f, const char *name, struct tu_vol *src,
+                         struct tu_vol *tgt, uint32_t grain, int copy_rate,
+                         enum pc_durability d, bool recover, bool incremental);
+
 /* Wait until pc_map_info(m).grains_split stops changing (background copy
  * extents still running after a rate change); returns it. */
 uint64_t mu_wait_stable(struct pc_map *m);

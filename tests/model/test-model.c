@@ -5,7 +5,9 @@
  *
  * The model knows what every byte of every volume must read as:
  *   - a write sets the bytes it wrote;
- *   - starting a mapping S → T makes T read as S did at that instant;
+ *   - starting a mapping S → T makes T read as S did at that instant, and
+ *     starting a consistency group does so for all its mappings at once;
+ *   - starting a restore T → S (S → T existing) makes S read as T did;
  *   - a target whose mapping was stopped before its copy was complete is
  *     offline (reads and writes fail with EIO) until the mapping is started
  *     again or deleted, and after a delete its bytes are unknown (unchecked)
@@ -85,6 +87,10 @@ struct model {
     uint64_t          seed;
     /* statistics */
     _Atomic uint64_t  n_read, n_write, n_start, n_stop, n_delete, n_create, n_rate, n_eio;
+    _Atomic uint64_t  n_group, n_group_maps, n_restore, n_restore_done;
+    /* A restore of source s under way (map_lock[s]): R goes tgt[s][restore_t[s]] -> src[s]. */
+    struct pc_map    *restore[NSRC];
+    unsigned          restore_t[NSRC];
 };
 
 static void violation(struct model *md, const char *fmt, ...)
@@ -173,6 +179,13 @@ static void dump_block(struct model *md, unsigned s, unsigned b, const uint8_t *
     uint64_t g = ((uint64_t)b * BLK) / md->grain[s];
     fprintf(stderr, "  block %u, grain %llu of source %s; chain of %u:\n", b,
             (unsigned long long)g, pc_volume_name(src), c ? c->n : 0);
+    struct pc_map *rm = atomic_load(&src->restore_by);
+    if (rm || md->restore[s])
+        fprintf(stderr, "   restore %s (model: %s from tgt%u.%u): %s restoring=%d bit=%d\n",
+                rm ? rm->name : "-", md->restore[s] ? md->restore[s]->name : "-", s,
+                md->restore_t[s], rm ? pc_map_state_name(map_state(rm)) : "-",
+                rm ? atomic_load(&rm->restoring) : -1,
+                rm && rm->bits ? bitmap_test(rm->bits, g) : -1);
     for (int t = -1; t < (int)md->ntgt[s]; t++) {
         struct mvol *mv = t < 0 ? &md->src[s] : &md->tgt[s][t];
         ssize_t n = pread(mv->v->fd, raw, BLK, (off_t)b * BLK);
@@ -286,6 +299,148 @@ static void refresh_offline(struct mvol *tv, struct pc_map *m)
     tv->offline = !info.target_online;
 }
 
+/* Under map_lock[s]: a finished restore's mapping goes; true while one runs
+ * (the engine then refuses to start or stop S's other mappings). */
+static bool restore_running(struct model *md, unsigned s)
+{
+    struct pc_map *r = md->restore[s];
+    struct pc_error err = { 0 };
+    if (!r)
+        return false;
+    struct pc_map_info info;
+    pc_map_info(r, &info);
+    if (info.restoring)
+        return true;
+    if (info.state != PC_MAP_IDLE_OR_COPIED || !info.complete)
+        violation(md, "restore %s ended %s, complete=%d", info.name,
+                  pc_map_state_name(info.state), info.complete);
+    if (pc_map_delete(r, false, &err))
+        violation(md, "delete restore %s: %s", info.name, err.msg);
+    md->restore[s] = NULL;
+    atomic_fetch_add(&md->n_restore_done, 1);
+    return false;
+}
+
+/*
+ * Restore source s from target t: a mapping tgt -> src started as a restore.
+ * The source then reads as the target did; the target and every other
+ * target keep their images.  It runs on while the clients go on; the next
+ * control op on s that finds it finished deletes it.
+ */
+static void do_restore(struct model *md, uint64_t *rs, unsigned s)
+{
+    unsigned t = (unsigned)tu_rand_below(rs, md->ntgt[s]);
+    struct mvol *sv = &md->src[s], *tv = &md->tgt[s][t];
+    struct pc_map *p = md->map[s][t].m;
+    struct pc_error err = { 0 };
+    struct pc_map_info pi;
+    if (!p)
+        return;
+    pc_map_info(p, &pi);
+    if (!(pi.state == PC_MAP_COPYING || (pi.state == PC_MAP_IDLE_OR_COPIED && pi.complete)))
+        return;
+    char name[32], meta[4200];
+    snprintf(name, sizeof name, "r%u.%u", s, t);
+    snprintf(meta, sizeof meta, "%s/%s.pcmeta", md->dir, name);
+    struct pc_map_opts o = {
+        .name = name, .source = tv->v, .target = sv->v, .grain_size = md->grain[s],
+        .copy_rate = pick_rate(rs), .clean_rate = PC_RATE_UNLIMITED,
+        .meta_path = md->durable ? meta : NULL,
+    };
+    struct pc_map *r = NULL;
+    if (pc_map_create(md->e, &o, &r, &err)) {
+        violation(md, "create restore %s: %s", name, err.msg);
+        return;
+    }
+    struct mvol *both[2] = { sv, tv };
+    lock_whole(md, both, 2);
+    int rc = pc_map_start_restore(r, &err);
+    if (rc == 0) {
+        memcpy(sv->data, tv->data, VOL_SIZE);
+        memcpy(sv->known, tv->known, NBLK);
+        md->restore[s] = r;
+        md->restore_t[s] = t;
+        atomic_fetch_add(&md->n_restore, 1);
+    } else if (rc != -EBUSY) {           /* -EBUSY: one of S's mappings is cleaning */
+        violation(md, "restore %s: %s", name, err.msg);
+    }
+    unlock_whole(md, both, 2);
+    if (rc && pc_map_delete(r, true, &err))
+        violation(md, "delete unstarted restore %s: %s", name, err.msg);
+}
+
+/*
+ * A consistency group of startable mappings from both sources, started at
+ * one point in time, then deleted (forced: its mappings stay, copying,
+ * stand-alone).  Every volume involved is locked whole for the instant.
+ */
+static void do_group(struct model *md, uint64_t *rs)
+{
+    struct pc_error err = { 0 };
+    struct pc_group *g = NULL;
+    struct mvol *vols[2 * NSRC * (MAXT + 1)];
+    struct { unsigned s, t; } picked[NSRC * MAXT];
+    unsigned nv = 0, np = 0;
+    char name[32];
+
+    for (unsigned s = 0; s < NSRC; s++)
+        pthread_mutex_lock(&md->map_lock[s]);
+    snprintf(name, sizeof name, "cg%llu", (unsigned long long)atomic_load(&md->n_group));
+    if (pc_group_create(md->e, name, &g, &err)) {
+        violation(md, "group create %s: %s", name, err.msg);
+        goto out;
+    }
+    for (unsigned s = 0; s < NSRC; s++) {
+        if (restore_running(md, s))
+            continue;
+        bool src_in = false;
+        for (unsigned t = 0; t < md->ntgt[s]; t++) {
+            struct pc_map *m = md->map[s][t].m;
+            struct pc_map_info info;
+            if (!m || tu_rand_below(rs, 2))
+                continue;
+            pc_map_info(m, &info);
+            if (info.state != PC_MAP_IDLE_OR_COPIED && info.state != PC_MAP_STOPPED)
+                continue;           /* G2: only these may join */
+            if (info.state == PC_MAP_IDLE_OR_COPIED && info.dependent_mappings)
+                continue;           /* still in its chain: a prepare would clean first */
+            if (pc_map_set_group(m, g, &err)) {
+                violation(md, "join %s to %s: %s", info.name, name, err.msg);
+                continue;
+            }
+            picked[np].s = s;
+            picked[np++].t = t;
+            vols[nv++] = &md->tgt[s][t];
+            if (!src_in) {
+                vols[nv++] = &md->src[s];
+                src_in = true;
+            }
+        }
+    }
+    if (np == 0)
+        goto drop;
+    lock_whole(md, vols, nv);
+    if (pc_group_start(g, &err)) {
+        violation(md, "group start %s (%u mappings): %s", name, np, err.msg);
+    } else {
+        for (unsigned i = 0; i < np; i++) {
+            struct mvol *sv = &md->src[picked[i].s], *tv = &md->tgt[picked[i].s][picked[i].t];
+            memcpy(tv->data, sv->data, VOL_SIZE);
+            memcpy(tv->known, sv->known, NBLK);
+            refresh_offline(tv, md->map[picked[i].s][picked[i].t].m);
+        }
+        atomic_fetch_add(&md->n_group, 1);
+        atomic_fetch_add(&md->n_group_maps, np);
+    }
+    unlock_whole(md, vols, nv);
+drop:
+    if (pc_group_delete(g, true, &err))
+        violation(md, "group delete %s: %s", name, err.msg);
+out:
+    for (unsigned s = NSRC; s-- > 0;)
+        pthread_mutex_unlock(&md->map_lock[s]);
+}
+
 static void do_control(struct model *md, uint64_t *rs)
 {
     unsigned s = (unsigned)tu_rand_below(rs, NSRC);
@@ -294,7 +449,18 @@ static void do_control(struct model *md, uint64_t *rs)
     struct pc_error err = { 0 };
     int r;
 
+    unsigned kind = (unsigned)tu_rand_below(rs, 100);
+    if (kind < 8 && !getenv("PITCOPY_MODEL_NO_GROUPS")) {
+        do_group(md, rs);
+        return;
+    }
     pthread_mutex_lock(&md->map_lock[s]);
+    if (restore_running(md, s))
+        goto out;                  /* S's mappings wait for the restore */
+    if (kind < 14 && !getenv("PITCOPY_MODEL_NO_RESTORES")) {
+        do_restore(md, rs, s);
+        goto out;
+    }
     struct pc_map *m = md->map[s][t].m;
     if (!m) {
         char name[32];
@@ -305,6 +471,9 @@ static void do_control(struct model *md, uint64_t *rs)
             .name = name, .source = sv->v, .target = tv->v, .grain_size = md->grain[s],
             .copy_rate = pick_rate(rs), .clean_rate = PC_RATE_UNLIMITED,
             .meta_path = md->durable ? meta : NULL,
+            /* Half are incremental: a restart after a complete copy then
+             * copies only the changed grains, and the check stays exact. */
+            .incremental = tu_rand_below(rs, 2) == 1,
         };
         r = pc_map_create(md->e, &o, &md->map[s][t].m, &err);
         if (r)
@@ -521,10 +690,17 @@ static void run_model(const char *backend, bool durable)
 
     /* Let background work run a while, then check everything whole. */
     verify_all(md);
-    for (unsigned s = 0; s < NSRC; s++)
+    for (unsigned s = 0; s < NSRC; s++) {
+        if (md->restore[s]) {
+            pc_map_set_copy_rate(md->restore[s], PC_RATE_UNLIMITED, NULL);
+            if (pc_map_wait(md->restore[s], PC_MAP_IDLE_OR_COPIED, 60000) != 0)
+                violation(md, "restore of source %u did not finish at unlimited rate", s);
+            restore_running(md, s);
+        }
         for (unsigned t = 0; t < md->ntgt[s]; t++)
             if (md->map[s][t].m)
                 pc_map_set_copy_rate(md->map[s][t].m, PC_RATE_UNLIMITED, NULL);
+    }
     for (unsigned s = 0; s < NSRC; s++)
         for (unsigned t = 0; t < md->ntgt[s]; t++) {
             struct pc_map *m = md->map[s][t].m;
@@ -539,12 +715,15 @@ static void run_model(const char *backend, bool durable)
     verify_all(md);
 
     printf("%s%s: %llu reads, %llu writes, %llu EIO on offline targets, %llu creates, "
-           "%llu starts, %llu stops, %llu deletes, %llu rate changes\n",
+           "%llu starts, %llu stops, %llu deletes, %llu rate changes, %llu group starts "
+           "(%llu mappings), %llu restores (%llu finished and deleted)\n",
            pc_engine_io_backend(md->e), durable ? " (durable metadata)" : "",
            (unsigned long long)md->n_read, (unsigned long long)md->n_write,
            (unsigned long long)md->n_eio, (unsigned long long)md->n_create,
            (unsigned long long)md->n_start, (unsigned long long)md->n_stop,
-           (unsigned long long)md->n_delete, (unsigned long long)md->n_rate);
+           (unsigned long long)md->n_delete, (unsigned long long)md->n_rate,
+           (unsigned long long)md->n_group, (unsigned long long)md->n_group_maps,
+           (unsigned long long)md->n_restore, (unsigned long long)md->n_restore_done);
 
     pc_engine_destroy(md->e);
     int failed = md->failed;

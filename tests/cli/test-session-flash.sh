@@ -68,6 +68,19 @@ expect 0 pc session show nightly
 contains "$out" "Target Available"
 contains "$out" "csm-nightly-2"
 
+# Restore: h1 and h2 read as their targets at once; Recovering until copied back.
+expect 0 pc session restore nightly --json
+check_json '.outcome == "ok" and (.commands | index("map.start {\"name\":\"csm-nightly-1-r\",\"restore\":true}")) != null'
+nbdcopy "$(uri h1)" "$tmp/h1.out" || fail "nbdcopy from h1"
+nbdcopy "$(uri h2)" "$tmp/h2.out" || fail "nbdcopy from h2"
+cmp "$tmp/a.img" "$tmp/h1.out" || fail "h1 is not restored"
+cmp "$tmp/b.img" "$tmp/h2.out" || fail "h2 is not restored"
+expect 0 pc map wait csm-nightly-1-r --state idle_or_copied --timeout 60
+expect 0 pc map wait csm-nightly-2-r --state idle_or_copied --timeout 60
+expect 0 pc session show nightly --json
+check_json '.state == "Target Available" and .status == "Normal" and ([.copysets[].restore_state] == ["idle_or_copied", "idle_or_copied"])'
+nbdcopy "$tmp/c.img" "$(uri h1)" || fail "nbdcopy to h1"
+
 # Flash again: a new point in time replaces the old one.
 expect 0 pc session flash nightly
 contains "$out" "flash done; state Target Available (Normal)"
@@ -87,7 +100,7 @@ start_serve
 expect 0 pc session list --json
 check_json '.sessions[0].name == "nightly" and .sessions[0].state == "Target Available" and .sessions[0].description == "ledger at 23:59"'
 expect 0 pc session history nightly --json
-check_json '[.entries[] | select(.kind == "action") | .action + ":" + .outcome] == ["flash:ok", "flash:ok", "background_copy:ok"]'
+check_json '[.entries[] | select(.kind == "action") | .action + ":" + .outcome] == ["flash:ok", "restore:ok", "flash:ok", "background_copy:ok"]'
 expect 0 pc session history nightly
 contains "$out" "initiate-background-copy"
 
@@ -106,7 +119,7 @@ expect 1 pc session show nightly
 contains "$err" "no session named nightly"
 # Its history stays.
 expect 0 pc session history nightly --json
-check_json '(.entries | length) >= 4'
+check_json '(.entries | length) >= 5'
 expect 0 pc system remove here
 stop_serve
 echo "ok"

@@ -62,7 +62,8 @@ struct mgmt_driver_ops {
     /* V1: the point in time.  *info: {start_hold_ns} where the system says. */
     int (*flash)(struct mgmt_driver *d, const struct mgmt_dsession *s, json_t **info,
                  struct pc_error *err);
-    /* V1: refresh the targets, copying only what changed since the last start. */
+    /* V1: after prepare, refresh the targets with background copy at rate,
+     * copying only what changed since the last start. */
     int (*start_incremental)(struct mgmt_driver *d, const struct mgmt_dsession *s, int rate,
                              json_t **info, struct pc_error *err);
     /* Copy every remaining grain to the targets at rate. */

@@ -136,10 +136,16 @@ static int ensure_map(struct mgmt_driver *d, const char *rel, const char *src, c
     if (r == 0) {
         const char *ms = json_string_value(json_object_get(m, "source"));
         const char *mt = json_string_value(json_object_get(m, "target"));
+        const json_t *cur = json_object_get(m, "copy_rate");
         if (!ms || !mt || strcmp(ms, src) || strcmp(mt, tgt))
             r = mgmt_fail(err, -EEXIST, "mapping %s exists but maps %s -> %s, not %s -> %s; "
                           "delete it or remove the copy set", rel, ms ? ms : "?",
                           mt ? mt : "?", src, tgt);
+        else if (!(json_is_integer(cur) && json_integer_value(cur) == rate))
+            /* The session's rate for this flash (a start or a background copy
+             * before may have raised it). */
+            r = lcall(d, true, "map.set", json_pack("{s:s, s:i}", "name", rel, "copy_rate",
+                                                    rate), NULL, err);
         json_decref(m);
         return r;
     }
@@ -213,7 +219,8 @@ static int stop_active(struct mgmt_driver *d, const struct mgmt_dsession *s, boo
     for (unsigned i = 0; i < s->ncs && r == 0; i++) {
         const char *rel = reverse ? s->cs[i].rrel : s->cs[i].rel;
         map_state(d, rel, st, sizeof st);
-        if (strcmp(st, "copying") && strcmp(st, "prepared"))
+        /* Prepared is where a flash goes anyway (V2); a restore's too is stopped. */
+        if (strcmp(st, "copying") && !(reverse && strcmp(st, "prepared") == 0))
             continue;
         any = true;
         if (!groups || reverse)
@@ -234,6 +241,14 @@ static int prepare(struct mgmt_driver *d, const struct mgmt_dsession *s, struct 
         r = stop_active(d, s, groups, false, err);
     if (r < 0)
         return r;
+    bool all_prepared = !d->dry_run;
+    for (unsigned i = 0; i < s->ncs && all_prepared; i++) {
+        char st[32];
+        map_state(d, s->cs[i].rel, st, sizeof st);
+        all_prepared = strcmp(st, "prepared") == 0;
+    }
+    if (all_prepared)
+        return 0;                                   /* V2 */
     if (groups)
         return lcall(d, true, "group.prepare", json_pack("{s:s}", "name", s->group), NULL, err);
     for (unsigned i = 0; i < s->ncs && r == 0; i++)
@@ -292,10 +307,9 @@ static int background_copy(struct mgmt_driver *d, const struct mgmt_dsession *s,
 static int start_incremental(struct mgmt_driver *d, const struct mgmt_dsession *s, int rate,
                              json_t **info, struct pc_error *err)
 {
+    /* The caller prepared (session.c); the rate may change in any state. */
     *info = NULL;
-    int r = prepare(d, s, err);
-    if (r == 0)
-        r = background_copy(d, s, rate, err);
+    int r = background_copy(d, s, rate, err);
     if (r == 0)
         r = flash(d, s, info, err);
     return r;

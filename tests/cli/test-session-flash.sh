@@ -4,6 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 requires jq --version
 requires nbdcopy --version
+requires qemu-io --version
 
 start_serve
 uri() { echo "nbd+unix:///$1?socket=$STATE/nbd.sock"; }
@@ -94,13 +95,24 @@ expect 0 pc map wait csm-nightly-2 --state idle_or_copied --timeout 60
 expect 0 pc session show nightly --json
 check_json '[.copysets[].progress] == [100, 100]'
 
+# Start: an incremental refresh; only the grains written since are copied.
+qemu-io -f raw -c "write -P 0x5a 1M 64k" "$(uri h1)" >/dev/null || fail "qemu-io write to h1"
+expect 0 pc map show csm-nightly-1 --json
+check_json '.incremental == true and .grains_changed == 1'
+expect 0 pc session start nightly --json
+check_json '.outcome == "ok" and .session_state.state == "Target Available"'
+expect 0 pc map wait csm-nightly-1 --state idle_or_copied --timeout 60
+nbdcopy "$(uri h1)" "$tmp/h1.out" || fail "nbdcopy from h1"
+nbdcopy "$(uri t1)" "$tmp/t1.out" || fail "nbdcopy from t1"
+cmp "$tmp/h1.out" "$tmp/t1.out" || fail "t1 is not h1 after the incremental start"
+
 # The catalog outlives the daemon.
 stop_serve
 start_serve
 expect 0 pc session list --json
 check_json '.sessions[0].name == "nightly" and .sessions[0].state == "Target Available" and .sessions[0].description == "ledger at 23:59"'
 expect 0 pc session history nightly --json
-check_json '[.entries[] | select(.kind == "action") | .action + ":" + .outcome] == ["flash:ok", "restore:ok", "flash:ok", "background_copy:ok"]'
+check_json '[.entries[] | select(.kind == "action") | .action + ":" + .outcome] == ["flash:ok", "restore:ok", "flash:ok", "background_copy:ok", "start:ok"]'
 expect 0 pc session history nightly
 contains "$out" "initiate-background-copy"
 

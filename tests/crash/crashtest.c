@@ -94,13 +94,15 @@ static struct {
     bool        pit_valid[NMAP];    /* start acknowledged, no stop since */
     bool        start_pending[NMAP];
     uint64_t   *pit[NMAP];          /* source tags per sector at the start */
+    bool        restore_pending;    /* r1 (t1 -> src) asked to start as a restore */
+    uint64_t   *pit_r;              /* t1's tags per sector at that restore */
 
     pid_t       daemon;
     _Atomic bool crashed;
     pthread_rwlock_t src_gate;      /* source writers: read; a start's quiesce: write */
     pthread_rwlock_t tgt_gate[NMAP];/* target writers: read; its start or stop: write */
 
-    uint64_t    violations, crash_points, writes, flushes, starts, stops;
+    uint64_t    violations, crash_points, writes, flushes, starts, stops, restores;
     uint8_t    *tag_vol;            /* which volume each tag was written to */
     size_t      tag_cap;
 } T;
@@ -449,13 +451,62 @@ static void control_start(unsigned mi, struct nbd_handle *src)
     pthread_rwlock_unlock(&T.src_gate);
 }
 
+/*
+ * A restore of src from t1 (mapping r1, t1 -> src), under tgt_gate[0] for
+ * writing: quiesce and flush both, snapshot t1's model, start.  From then on
+ * src reads as t1 did — through the copy and any crash.  While it runs the
+ * engine refuses starts and stops of m1 and m2 (those requests fail; the
+ * model only loses checks by it).
+ */
+static void control_restore(struct nbd_handle *src, struct nbd_handle *t1, uint64_t *rs)
+{
+    static const char *const rates[] = { "50", "100", "unlimited", "unlimited" };
+    cli(NULL, "map", "set", "r1", "--copy-rate", rates[rnd(rs) % 4], NULL);
+    pthread_rwlock_wrlock(&T.src_gate);
+    pthread_mutex_lock(&T.lock);
+    uint64_t snap = T.done_seq;
+    pthread_mutex_unlock(&T.lock);
+    if (nbd_flush(src, 0) < 0 || nbd_flush(t1, 0) < 0) {
+        pthread_rwlock_unlock(&T.src_gate);
+        return;
+    }
+    pthread_mutex_lock(&T.lock);
+    model_flush(0, snap);
+    model_flush(1, snap);
+    for (uint64_t i = 0; i < T.nsect; i++) {
+        if (T.v[0].s[i].n || T.v[1].s[i].n)
+            violation("sector %" PRIu64 " has writes in flight at a quiesced restore", i);
+        T.pit_r[i] = T.v[1].s[i].durable;
+    }
+    T.restore_pending = true;
+    pthread_mutex_unlock(&T.lock);
+    int rc = cli(NULL, "map", "start", "r1", "--restore", NULL, NULL);
+    pthread_mutex_lock(&T.lock);
+    if (rc == 0) {
+        T.restores++;
+        for (uint64_t i = 0; i < T.nsect; i++) {
+            struct sector *s = &T.v[0].s[i];
+            s->durable = T.pit_r[i];
+            s->n = 0;
+        }
+    }
+    T.restore_pending = rc != 0 && atomic_load(&T.crashed);
+    pthread_mutex_unlock(&T.lock);
+    pthread_rwlock_unlock(&T.src_gate);
+}
+
 static void *control_main(void *arg)
 {
     uint64_t rs = *(uint64_t *)arg;
-    struct nbd_handle *src = connect_vol(0);
+    struct nbd_handle *src = connect_vol(0), *t1 = connect_vol(1);
     static const char *const rates[] = { "0", "50", "100", "unlimited" };
-    if (!src)
+    if (!src || !t1) {
+        if (src)
+            nbd_close(src);
+        if (t1)
+            nbd_close(t1);
         return NULL;
+    }
     while (!atomic_load(&T.crashed)) {
         unsigned mi = (unsigned)(rnd(&rs) % NMAP);
         char *out = NULL;
@@ -482,6 +533,9 @@ static void *control_main(void *arg)
                 T.stops++;
         } else if (!strcmp(state, "copying") && op == 1) {
             cli(NULL, "map", "set", map_name(mi), "--copy-rate", rates[rnd(&rs) % 4], NULL);
+        } else if (mi == 0 && op == 2 && rnd(&rs) % 3 == 0 && T.pit_valid[0] &&
+                   (!strcmp(state, "copying") || json_is_true(json_object_get(j, "complete")))) {
+            control_restore(src, t1, &rs);
         } else if (!strcmp(state, "idle_or_copied") || !strcmp(state, "stopped")) {
             pthread_mutex_lock(&T.lock);
             T.pit_valid[mi] = false;
@@ -495,6 +549,7 @@ static void *control_main(void *arg)
         usleep((useconds_t)(rnd(&rs) % 20000));
     }
     nbd_close(src);
+    nbd_close(t1);
     return NULL;
 }
 
@@ -542,6 +597,13 @@ static void check_volume(unsigned vi, const char *why_unknown)
 static void check_all(void)
 {
     char *out = NULL;
+    if (T.restore_pending) {
+        /* A restore the crash cut short: either it took effect or not. */
+        for (uint64_t i = 0; i < T.nsect; i++)
+            if (!sector_ok(&T.v[0].s[i], T.pit_r[i]))
+                cand_add(&T.v[0].s[i], T.pit_r[i]);
+        T.restore_pending = false;
+    }
     check_volume(0, "");
     for (unsigned mi = 0; mi < NMAP; mi++) {
         if (cli(&out, "map", "show", map_name(mi), "--json", NULL, NULL) != 0) {
@@ -633,6 +695,8 @@ int main(int argc, char **argv)
     for (unsigned m = 0; m < NMAP; m++)
         if (!(T.pit[m] = calloc(T.nsect, 8)))
             die("out of memory");
+    if (!(T.pit_r = calloc(T.nsect, 8)))
+        die("out of memory");
 
     snprintf(T.dir, sizeof T.dir, "%s/pitcopy-crash.XXXXXX", getenv("TMPDIR") ?: "/tmp");
     if (!mkdtemp(T.dir))
@@ -655,6 +719,8 @@ int main(int argc, char **argv)
         die("map create failed");
     cli(NULL, "map", "set", "m1", "--copy-rate", "50", NULL);
     cli(NULL, "map", "set", "m2", "--copy-rate", "0", NULL);
+    if (cli(NULL, "map", "create", "t1", "src", "--name", "r1") != 0)
+        die("map create r1 (the restore mapping) failed");
 
     for (unsigned p = 0; p < T.points; p++) {
         pthread_t th[4];
@@ -695,8 +761,9 @@ int main(int argc, char **argv)
     kill(T.daemon, SIGTERM);
     waitpid(T.daemon, NULL, 0);
     printf("crashtest: %" PRIu64 " crash points (%s), %" PRIu64 " writes, %" PRIu64
-           " flushes, %" PRIu64 " starts, %" PRIu64 " stops: %" PRIu64 " violations\n",
-           T.crash_points, T.mode, T.writes, T.flushes, T.starts, T.stops, T.violations);
+           " flushes, %" PRIu64 " starts, %" PRIu64 " stops, %" PRIu64 " restores: %" PRIu64
+           " violations\n", T.crash_points, T.mode, T.writes, T.flushes, T.starts, T.stops,
+           T.restores, T.violations);
     if (T.violations || T.keep)
         printf("crashtest: state and daemon log kept in %s\n", T.dir);
     else {

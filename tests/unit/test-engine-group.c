@@ -132,6 +132,7 @@ struct writer {
     struct tu_vol     *log, *table;
     _Atomic bool       stop;
     _Atomic unsigned   done;
+    int                err;       /* the writer's first failure (cmocka asserts only on the main thread) */
 };
 
 static void record(uint8_t *buf, unsigned n)
@@ -144,21 +145,26 @@ static void record(uint8_t *buf, unsigned n)
 static void *writer_main(void *arg)
 {
     struct writer *w = arg;
-    uint8_t *buf = malloc(BLK);
-    for (unsigned n = 1; !atomic_load(&w->stop) && n < NREC; n++) {
+    uint8_t *buf = pc_buf_alloc_any(BLK);       /* O_DIRECT: 4 KiB aligned */
+    for (unsigned n = 1; buf && !atomic_load(&w->stop) && n < NREC && !w->err; n++) {
         record(buf, n);
-        assert_int_equal(tu_io(w->f, PC_IO_WRITE, w->log, (uint64_t)n * BLK, BLK, buf), 0);
-        assert_int_equal(tu_io(w->f, PC_IO_WRITE, w->table, (uint64_t)n * BLK, BLK, buf), 0);
-        atomic_store(&w->done, n);
+        w->err = tu_io(w->f, PC_IO_WRITE, w->log, (uint64_t)n * BLK, BLK, buf);
+        if (!w->err)
+            w->err = tu_io(w->f, PC_IO_WRITE, w->table, (uint64_t)n * BLK, BLK, buf);
+        if (!w->err)
+            atomic_store(&w->done, n);
     }
-    free(buf);
+    if (!buf)
+        w->err = -ENOMEM;
+    pc_buf_free_any(buf, BLK);
+    atomic_store(&w->stop, true);
     return NULL;
 }
 
 /* The highest record n with block n holding record n, scanning from 1. */
 static unsigned last_record(struct tu_eng *f, struct tu_vol *v)
 {
-    uint8_t *buf = malloc(BLK);
+    uint8_t *buf = pc_buf_alloc_any(BLK);
     unsigned last = 0;
     for (unsigned n = 1; n < NREC; n++) {
         assert_int_equal(tu_io(f, PC_IO_READ, v, (uint64_t)n * BLK, BLK, buf), 0);
@@ -169,7 +175,7 @@ static unsigned last_record(struct tu_eng *f, struct tu_vol *v)
             break;
         last = n;
     }
-    free(buf);
+    pc_buf_free_any(buf, BLK);
     return last;
 }
 
@@ -201,13 +207,15 @@ static void test_group_dependent_writes(void **state)
         pthread_t th;
         assert_int_equal(pthread_create(&th, NULL, writer_main, &w), 0);
         /* Start at a different moment each round. */
-        while (atomic_load(&w.done) < 20 + round * 37)
+        while (atomic_load(&w.done) < 20 + round * 37 && !atomic_load(&w.stop))
             usleep(50);
         assert_int_equal(pc_group_start(g, &err), 0);
         unsigned at_start = atomic_load(&w.done);
         usleep(2000);
         atomic_store(&w.stop, true);
         pthread_join(th, NULL);
+        if (w.err)
+            fail_msg("the writer failed: %s", strerror(-w.err));
 
         unsigned l = last_record(f, logc), t = last_record(f, tablec);
         /* The table never runs ahead of the log; at most one record apart. */

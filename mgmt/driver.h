@@ -105,6 +105,7 @@ struct mgmt_driver {
     void         *call_arg;
     const char   *system;       /* the system's name, for messages */
     const json_t *options;      /* its connection (configure); borrowed */
+    const char   *state_dir;    /* the daemon's (for sockets a driver keeps) */
     void         *priv;         /* the driver's own, for one action */
 };
 

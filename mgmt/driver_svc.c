@@ -113,7 +113,8 @@ static int drv(struct mgmt_driver *d, struct svc_drv **out, struct pc_error *err
         struct svc_drv *x = calloc(1, sizeof *x);
         if (!x)
             return mgmt_fail(err, -ENOMEM, "out of memory");
-        int r = svc_link_open(d->system ? d->system : "?", d->options, &x->link, err);
+        int r = svc_link_open(d->system ? d->system : "?", d->options, d->state_dir,
+                              &x->link, err);
         if (r < 0) {
             free(x);
             return r;

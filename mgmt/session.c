@@ -118,6 +118,7 @@ static void driver_init(struct mgmt *m, struct mgmt_driver *d, const struct sess
     d->dry_run = dry_run;
     d->system = sstr(s, "system");
     d->options = s->options;
+    d->state_dir = m->dir;
     d->commands = json_array();
     pthread_mutex_lock(&m->lock);
     d->call = m->call;

@@ -58,10 +58,12 @@ struct svc_refusal {
 struct svc_link;
 /*
  * A link for system `system` with its catalog options (driver_svc.c's
- * svc_configure made them).  Connects lazily.  0 or -errno with err.
+ * configure() made them).  Connects lazily; over SSH one connection
+ * carries every command of the link, its control socket in state_dir.
+ * 0 or -errno with err.
  */
-int   svc_link_open(const char *system, const json_t *options, struct svc_link **out,
-                    struct pc_error *err);
+int   svc_link_open(const char *system, const json_t *options, const char *state_dir,
+                    struct svc_link **out, struct pc_error *err);
 void  svc_link_close(struct svc_link *l);
 /* The exact line or request cmd becomes, for a dry run and the history. */
 void  svc_link_render(struct svc_link *l, const struct svc_cmd *cmd, char *buf, size_t len);

@@ -13,6 +13,10 @@
  *     -o ServerAliveInterval=15 -o ServerAliveCountMax=4   a cut line is noticed
  *     -i KEY -o IdentitiesOnly=yes  only with --key: that key and no other
  *     -o UserKnownHostsFile=FILE  only with --known-hosts
+ *     -o ControlMaster=auto -o ControlPath=STATE/svc-PID-N -o ControlPersist=60
+ *                                 one connection (one login, one host key
+ *                                 check) for all the commands of one action;
+ *                                 svc_link_close ends it (ssh -O exit)
  *     -p PORT -l USER -- HOST 'svctask ...'
  *   stdin is /dev/null; stdout is the answer, stderr the refusal (§4).
  *
@@ -67,6 +71,8 @@ struct svc_link {
     /* ssh */
     char    host[256], user[128], key[4096], known_hosts[4096];
     int     port;
+    char    control[108];            /* ControlPath; "" no multiplexing */
+    bool    master;                  /* a master may be running on it */
     /* rest */
     char    base[512];               /* https://host:7443/rest */
     char    password_file[4096], cacert[4096];
@@ -128,9 +134,10 @@ static const char *ostr(const json_t *o, const char *key)
     return s ? s : "";
 }
 
-int svc_link_open(const char *system, const json_t *o, struct svc_link **out,
-                  struct pc_error *err)
+int svc_link_open(const char *system, const json_t *o, const char *state_dir,
+                  struct svc_link **out, struct pc_error *err)
 {
+    static _Atomic unsigned long links;   /* names control sockets apart */
     struct svc_link *l = calloc(1, sizeof *l);
     *out = NULL;
     if (!l)
@@ -157,6 +164,10 @@ int svc_link_open(const char *system, const json_t *o, struct svc_link **out,
         snprintf(l->known_hosts, sizeof l->known_hosts, "%s", ostr(o, "known_hosts"));
         json_int_t port = json_integer_value(json_object_get(o, "port"));
         l->port = port > 0 ? (int)port : SVC_DEFAULT_SSH_PORT;
+        /* A socket path must fit sun_path; else one connection per command. */
+        if (state_dir && strlen(state_dir) + 40 < sizeof l->control)
+            snprintf(l->control, sizeof l->control, "%s/svc-%d-%lu", state_dir, (int)getpid(),
+                     ++links);
     }
     if (!l->user[0] || (l->rest ? !l->base[0] : !l->host[0])) {
         free(l);
@@ -167,10 +178,25 @@ int svc_link_open(const char *system, const json_t *o, struct svc_link **out,
     return 0;
 }
 
+static int spawn_collect(char *const argv[], struct buf *out, struct buf *errb, int *status,
+                         int timeout_s, bool *timed_out);
+
 void svc_link_close(struct svc_link *l)
 {
     if (!l)
         return;
+    if (l->master) {
+        char cp[160];
+        struct buf o = { 0 }, e = { 0 };
+        int st;
+        bool to;
+        snprintf(cp, sizeof cp, "ControlPath=%s", l->control);
+        const char *argv[] = { "ssh", "-o", cp, "-O", "exit", "--", l->host, NULL };
+        spawn_collect((char *const *)argv, &o, &e, &st, SVC_CONNECT_S, &to);
+        free(o.p);
+        free(e.p);
+        unlink(l->control);               /* a master killed hard leaves it */
+    }
     if (l->curl)
         curl_easy_cleanup(l->curl);
     explicit_bzero(l->token, sizeof l->token);
@@ -286,7 +312,13 @@ static int spawn_collect(char *const argv[], struct buf *out, struct buf *errb, 
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int open_fds = 2;
-    while (open_fds > 0) {
+    bool exited = false;
+    /*
+     * Until both pipes close or the child exits: a ControlPersist master
+     * it forked keeps stderr open for as long as it lives, so an exited
+     * child ends the wait; what it wrote is drained below.
+     */
+    while (open_fds > 0 && !exited) {
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         long left = (long)timeout_s * 1000 - ((now.tv_sec - t0.tv_sec) * 1000 +
@@ -296,10 +328,10 @@ static int spawn_collect(char *const argv[], struct buf *out, struct buf *errb, 
             kill(pid, SIGKILL);
             break;
         }
-        int n = poll(pf, 2, (int)(left > 1000 ? 1000 : left));
+        int n = poll(pf, 2, (int)(left > 50 ? 50 : left));
         if (n < 0 && errno != EINTR)
             break;
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < 2 && n > 0; i++) {
             if (pf[i].fd < 0 || !(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
                 continue;
             char chunk[8192];
@@ -312,11 +344,22 @@ static int spawn_collect(char *const argv[], struct buf *out, struct buf *errb, 
                 open_fds--;
             }
         }
+        if (waitpid(pid, status, WNOHANG) == pid)
+            exited = true;
     }
-    for (int i = 0; i < 2; i++)
-        if (pf[i].fd >= 0)
-            close(pf[i].fd);
-    while (waitpid(pid, status, 0) < 0 && errno == EINTR)
+    for (int i = 0; i < 2; i++) {
+        if (pf[i].fd < 0)
+            continue;
+        if (exited) {                     /* what is left in the pipe */
+            char chunk[8192];
+            ssize_t got;
+            fcntl(pf[i].fd, F_SETFL, O_NONBLOCK);
+            while ((got = read(pf[i].fd, chunk, sizeof chunk)) > 0)
+                buf_add(i == 0 ? out : errb, chunk, (size_t)got);
+        }
+        close(pf[i].fd);
+    }
+    while (!exited && waitpid(pid, status, 0) < 0 && errno == EINTR)
         ;
     return 0;
 }
@@ -353,6 +396,17 @@ static int ssh_run(struct svc_link *l, const struct svc_cmd *c, json_t **result,
         snprintf(khf, sizeof khf, "UserKnownHostsFile=%s", l->known_hosts);
         argv[n++] = "-o";
         argv[n++] = khf;
+    }
+    char cp[160];
+    if (l->control[0]) {
+        snprintf(cp, sizeof cp, "ControlPath=%s", l->control);
+        argv[n++] = "-o";
+        argv[n++] = "ControlMaster=auto";
+        argv[n++] = "-o";
+        argv[n++] = cp;
+        argv[n++] = "-o";
+        argv[n++] = "ControlPersist=60";
+        l->master = true;
     }
     argv[n++] = "-p";
     argv[n++] = port;

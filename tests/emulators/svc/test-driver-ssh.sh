@@ -89,5 +89,5 @@ check_json '.outcome == "ok" and .session_state.state == "Defined"'
 [ -z "$(fcmaps)$(fcgroups)" ] || fail "terminate left: $(fcmaps) $(fcgroups)"
 expect_pcm 0 session terminate nightly       # V2: again, with nothing there
 expect_pcm 0 session history nightly --json
-check_json '[.entries[] | select(.kind == "action") | .outcome] | all(. == "ok") and ([.entries[] | select(.kind == "action")] | length) == 6'
+check_json '([.entries[] | select(.kind == "action") | .outcome] | all(. == "ok")) and ([.entries[] | select(.kind == "action")] | length) == 6'
 echo PASS

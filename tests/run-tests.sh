@@ -24,13 +24,14 @@ done
 timeout_s=${PITCOPY_TEST_TIMEOUT:-300}
 pass=0 fail=0 skip=0
 failed=()
-# Script tests (tests/nbd/, tests/cli/ and tests/crash/test-*.sh) drive real clients against the
-# first build's binaries; they find them through $PITCOPY_BUILD.  tests/fuzz/test-*.sh run the
+# Script tests (tests/nbd/, tests/cli/, tests/crash/ and tests/emulators/*/test-*.sh) drive real
+# clients against the first build's binaries; they find them through $PITCOPY_BUILD.  tests/fuzz/test-*.sh run the
 # libFuzzer harnesses from their own build-fuzz/.
 first=1
 for b in "${builds[@]}"; do
     scripts=()
-    [ $first = 1 ] && scripts=(tests/nbd/test-*.sh tests/cli/test-*.sh tests/crash/test-*.sh tests/fuzz/test-*.sh)
+    [ $first = 1 ] && scripts=(tests/nbd/test-*.sh tests/cli/test-*.sh tests/crash/test-*.sh tests/fuzz/test-*.sh
+                                tests/emulators/*/test-*.sh)
     first=0
     export PITCOPY_BUILD="$b"
     for t in "$b"/tests/unit/test-* "$b"/tests/model/test-* "${scripts[@]}"; do

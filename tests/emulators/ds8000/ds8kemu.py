@@ -5,7 +5,7 @@
   ds8kemu.py init --emu-dir D --pitcopy BIN --state-dir S [--user U --password P]
                   [--image IBM.2107-75FA120] [--copy-rate N] [--freeze-timeout S]
       write D/config.json (once, before anything else runs)
-  ds8kemu.py mkvol --emu-dir D ID (--size BYTES | --cyl N) [--type fb|ckd] [--name N]
+  ds8kemu.py mkvol --emu-dir D ID... (--size BYTES | --cyl N) [--type fb|ckd] [--name N]
       a volume XYZZ (LSS XY), backed by a pitcopy volume <serial>-XYZZ
   ds8kemu.py rest --emu-dir D --cert C --key K [--bind ADDR] [--port N] [--port-file F]
       the HMC: REST API and the DSCLI endpoint on HTTPS
@@ -20,11 +20,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from ds8kemu import dsclient, rest, store   # noqa: E402
-from ds8kemu.errors import DsError          # noqa: E402
+# The dscli executable starts once per command: it imports only its client.
 
 
 def init(a):
+    from ds8kemu import store
     os.makedirs(a.emu_dir, exist_ok=True)
     store.write_json(os.path.join(a.emu_dir, "config.json"), {
         "pitcopy": os.path.abspath(a.pitcopy), "state_dir": os.path.abspath(a.state_dir),
@@ -34,13 +34,16 @@ def init(a):
 
 
 def mkvol(a):
+    from ds8kemu import store
+    from ds8kemu.errors import DsError
     from ds8kemu.array import Array
     from ds8kemu.pitcopy import Pitcopy
     cfg = store.load_config(a.emu_dir)
     try:
         with store.locked(a.emu_dir) as state:
-            Array(cfg, state, Pitcopy(cfg["pitcopy"], cfg["state_dir"])).mkvol(
-                a.id, size=a.size, cyl=a.cyl, kind=a.type, name=a.name)
+            array = Array(cfg, state, Pitcopy(cfg["pitcopy"], cfg["state_dir"]))
+            for vid in a.id:
+                array.mkvol(vid, size=a.size, cyl=a.cyl, kind=a.type, name=a.name)
     except DsError as e:
         sys.stderr.write(f"ds8kemu mkvol: {e}\n")
         return 1
@@ -53,6 +56,7 @@ def main():
         profile = None
         if args[:1] == ["--profile"]:
             profile, args = args[1], args[2:]
+        from ds8kemu import dsclient
         return dsclient.main(args, profile)
     p = argparse.ArgumentParser(prog="ds8kemu.py")
     sub = p.add_subparsers(dest="what", required=True)
@@ -68,7 +72,7 @@ def main():
     i.add_argument("--token-ttl", type=float, default=1800)
     m = sub.add_parser("mkvol")
     m.add_argument("--emu-dir", required=True)
-    m.add_argument("id")
+    m.add_argument("id", nargs="+")
     m.add_argument("--size", type=int)
     m.add_argument("--cyl", type=int)
     m.add_argument("--type", choices=("fb", "ckd"), default="fb")
@@ -89,6 +93,7 @@ def main():
         if a.cyl is not None:
             a.type = "ckd"
         return mkvol(a)
+    from ds8kemu import rest
     rest.serve(a.emu_dir, a.bind, a.port, a.cert, a.key, a.port_file)
     return 0
 

@@ -76,12 +76,12 @@ def parse(words):
         if w.startswith("-") and len(w) > 1:
             if w in VALUED:
                 if i + 1 >= len(words):
-                    raise DsError("missing", what=f"{cmd}: the value of {w}")
+                    raise DsError("missing", what=f"the value of {w}")
                 flags[w] = words[i + 1]
                 i += 2
                 continue
             if w not in SWITCHES[cmd]:
-                raise DsError("bad_flag", flag=f"{cmd}: {w}")
+                raise DsError("bad_flag", flag=w)
             flags[w] = True
         else:
             args.append(w)
@@ -151,7 +151,7 @@ def run_one(session, array, words):
     array.check_dev(flags.get("-dev") or session.env["devid"])
     if cmd in ("mkflash", "resyncflash", "reverseflash", "rmflash"):
         if not args:
-            raise DsError("missing", what=f"{cmd}: SOURCE:TARGET")
+            raise DsError("missing", what="SOURCE:TARGET")
         pairs = [array.pair(a) for a in args]
         opts = opts_of(flags)
         if cmd == "mkflash":
@@ -167,7 +167,7 @@ def run_one(session, array, words):
         return "".join(OK[cmd].format(id=i) + "\n" for i in ids)
     if cmd == "unfreezeflash":
         if not args:
-            raise DsError("missing", what="unfreezeflash: LSS_ID")
+            raise DsError("missing", what="LSS_ID")
         return "".join(OK[cmd].format(id=lss) + "\n" for lss in array.unfreeze(args))
     if cmd == "lsflash":
         rows = [array.row(i) for i in array.select(args)]
@@ -239,6 +239,7 @@ def run(array_factory, lines, log, cfg):
         except DsError as e:
             name = words[0] if words else "dscli"
             log(f"{line} → {e.code} {e.text}")
-            results.append(("", f"{e.code} {name}: {e.text}\n", e.exit_code))
+            text = e.text if e.text.startswith(name + ":") else f"{name}: {e.text}"
+            results.append(("", f"{e.code} {text}\n", e.exit_code))
             break
     return results

@@ -17,12 +17,11 @@ UNVERIFIED
   line is the password.  A real DSCLI reaches the HMC on its own port and
   protocol (ESSNI); here it is HTTPS on the REST port.
 """
+import http.client
 import json
 import os
 import ssl
 import sys
-import urllib.error
-import urllib.request
 
 from .errors import EXIT, DsError
 
@@ -91,20 +90,21 @@ def main(argv, default_profile=None):
     ctx = ssl.create_default_context(cafile=prof.get("cacert") or None)
     body = json.dumps({"user": user, "password": password, "lines": lines,
                        "argv": ["dscli", *argv]}).encode()
-    req = urllib.request.Request(f"https://{host}:{port}/dscli", data=body, method="POST",
-                                 headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, context=ctx, timeout=120) as resp:
-            answer = json.load(resp)
-    except urllib.error.HTTPError as e:
-        try:
-            server = json.load(e)["server"]
-            sys.stderr.write(f"{server['code']} dscli: {server['message']}\n")
-            return EXIT["auth"] if e.code == 401 else EXIT["server"]
-        except (ValueError, KeyError):
-            return fail("connect", hmc=hmc, why=f"HTTP {e.code}")
-    except (urllib.error.URLError, OSError) as e:
-        return fail("connect", hmc=hmc, why=str(getattr(e, "reason", e)))
+        conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=120)
+        conn.request("POST", "/dscli", body=body, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        data = resp.read()
+    except (OSError, http.client.HTTPException, ValueError) as e:
+        return fail("connect", hmc=hmc, why=str(e))
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        return fail("connect", hmc=hmc, why=f"HTTP {resp.status}, not a DSCLI answer")
+    if resp.status != 200:
+        server = answer.get("server", {})
+        sys.stderr.write(f"{server.get('code')} dscli: {server.get('message')}\n")
+        return EXIT["auth"] if resp.status == 401 else EXIT["server"]
     rc = 0
     for r in answer["results"]:
         sys.stdout.write(r["stdout"])

@@ -169,10 +169,11 @@ class Array:
             raise DsError("no_relationship", id=rid)
         return rec
 
-    def check_new(self, pairs, opts):
-        """Every check of mkflash, before anything is done (A2, A3)."""
+    def check_new(self, items):
+        """Every check of an establish, before anything is done (A2, A3).
+        items: [(src, tgt, opts)] of relationships to make."""
         targets, per_src, incr = {}, {}, {}
-        for src, tgt in pairs:
+        for src, tgt, opts in items:
             pid = f"{src}:{tgt}"
             self.volume(src)
             self.volume(tgt)
@@ -201,11 +202,15 @@ class Array:
                 if other:
                     raise DsError("two_incremental", id=pid, src=src, other=other)
                 incr[src] = pid
-        for src, tgt in pairs:
+        for src, tgt, _ in items:
             if src in targets:
                 raise DsError("target_of_self", id=f"{src}:{tgt}", vol=src)
 
-    # ---- relationships: effects --------------------------------------------------
+    def check_refresh(self, rid):
+        rec = self.rel(rid)
+        if not (rec["record"] and rec["persist"]) or rec["reversed"]:
+            raise DsError("not_incremental", id=rid)
+        return rec
 
     def copy_rate(self, opts):
         return 0 if opts.get("nocp") else self.cfg["copy_rate"]
@@ -233,37 +238,74 @@ class Array:
         for lss in lsss:
             self.st["frozen"][lss] = {"until": until}
 
-    def mkflash(self, pairs, opts):
-        """Establish SRC:TGT pairs; returns their ids.  opts: record, persist,
-        nocp, freeze, tgtinhibit, seqnum."""
+    @staticmethod
+    def norm(opts):
+        opts = dict(opts)
         if opts.get("record"):
-            opts["persist"] = True
-        self.check_new(pairs, opts)
-        made = []
+            opts["persist"] = True                  # -record needs -persist
+        return opts
+
+    def establish(self, new, refresh, freeze):
+        """Make the relationships `new` [(src, tgt, opts)] and refresh the
+        incremental ones `refresh` [(src, tgt, opts)], all checked first;
+        with freeze all of them at one point in time.  Returns their ids."""
+        new = [(s, t, self.norm(o)) for s, t, o in new]
+        refresh = [(s, t, self.norm(o)) for s, t, o in refresh]
+        self.check_new(new)
+        recs = [self.check_refresh(f"{s}:{t}") for s, t, _ in refresh]
+        made, names = [], []
         try:
-            for src, tgt in pairs:
+            for src, tgt, opts in new:
                 name = f"fc-{self.serial}-{src}-{tgt}"
                 self.pc.map_create(self.st["volumes"][src]["pc"], self.st["volumes"][tgt]["pc"],
                                    name, self.copy_rate(opts), incremental=bool(opts.get("record")),
                                    autodelete=not opts.get("persist"))
                 made.append(name)
-            self.start_all(made, opts.get("freeze"))
+            for rec, (_, _, opts) in zip(recs, refresh):
+                m = self.pcmaps[rec["pc"]]
+                if m["state"] in ("copying", "prepared", "preparing"):
+                    self.pc.map_stop(rec["pc"])
+                    self.wait_settled(rec["pc"])
+                if self.copy_rate(opts) != m["copy_rate"]:
+                    self.pc.map_set(rec["pc"], copy_rate=self.copy_rate(opts))
+            names = made + [rec["pc"] for rec in recs]
+            self.start_all(names, freeze)
         except PitcopyError as e:
             self.undo(made)
-            raise DsError("internal", id=" ".join(f"{s}:{t}" for s, t in pairs), why=e.message) from None
+            ids = " ".join(f"{s}:{t}" for s, t, _ in new + refresh)
+            raise DsError("internal", id=ids, why=e.message) from None
         now = now_text()
-        ids = []
-        for (src, tgt), name in zip(pairs, made):
-            rid = f"{src}:{tgt}"
-            self.st["flash"][rid] = {
+        for (src, tgt, opts), name in zip(new, made):
+            self.st["flash"][f"{src}:{tgt}"] = {
                 "src": src, "tgt": tgt, "pc": name, "partner": None, "reversed": False,
                 "record": bool(opts.get("record")), "persist": bool(opts.get("persist")),
                 "nocp": bool(opts.get("nocp")), "tgtinhibit": bool(opts.get("tgtinhibit")),
                 "seqnum": str(opts.get("seqnum") or "0"), "created": now, "synced": now}
-            ids.append(rid)
-        if opts.get("freeze"):
-            self.freeze(sorted({s[:2] for s, _ in pairs}))
-        return ids
+        for rec, (_, _, opts) in zip(recs, refresh):
+            # The parameters given replace the relationship's (DSCLI docs).
+            rec.update(record=bool(opts.get("record")), persist=bool(opts.get("persist")),
+                       nocp=bool(opts.get("nocp")), tgtinhibit=bool(opts.get("tgtinhibit")),
+                       synced=now)
+        if freeze:
+            self.freeze(sorted({s[:2] for s, _, _ in new + refresh}))
+        return [f"{s}:{t}" for s, t, _ in new + refresh]
+
+    def mkflash(self, pairs, opts):
+        """Establish SRC:TGT pairs; returns their ids.  opts: record, persist,
+        nocp, freeze, tgtinhibit, seqnum."""
+        return self.establish([(s, t, opts) for s, t in pairs], [], bool(opts.get("freeze")))
+
+    def resyncflash(self, pairs, opts):
+        return self.establish([], [(s, t, opts) for s, t in pairs], bool(opts.get("freeze")))
+
+    def flash(self, pairs, opts):
+        """Establish, or refresh where an incremental relationship exists
+        and opts asks for recording (FCESTABL INCREMENTAL(YES), the REST
+        establish with record_changes)."""
+        new, refresh = [], []
+        for s, t in pairs:
+            (refresh if f"{s}:{t}" in self.st["flash"] and opts.get("record") else new).append((s, t, opts))
+        return self.establish(new, refresh, bool(opts.get("freeze")))
 
     def undo(self, names):
         for n in reversed(names):
@@ -281,35 +323,6 @@ class Array:
                 return m
             time.sleep(0.05)
         raise PitcopyError(["map", "stop", name], "still stopping after 30 s")
-
-    def resyncflash(self, pairs, opts):
-        recs = []
-        for src, tgt in pairs:
-            rid = f"{src}:{tgt}"
-            rec = self.rel(rid)
-            if not (rec["record"] and rec["persist"]) or rec["reversed"]:
-                raise DsError("not_incremental", id=rid)
-            recs.append((rid, rec))
-        try:
-            for rid, rec in recs:
-                if self.pcmaps[rec["pc"]]["state"] in ("copying", "prepared", "preparing"):
-                    self.pc.map_stop(rec["pc"])
-                    self.wait_settled(rec["pc"])
-                rate = self.copy_rate(opts)
-                if rate != self.pcmaps[rec["pc"]]["copy_rate"]:
-                    self.pc.map_set(rec["pc"], copy_rate=rate)
-            self.start_all([rec["pc"] for _, rec in recs], opts.get("freeze"))
-        except PitcopyError as e:
-            raise DsError("internal", id=" ".join(r for r, _ in recs), why=e.message) from None
-        now = now_text()
-        for rid, rec in recs:
-            # The parameters given replace the relationship's (DSCLI docs).
-            rec.update(record=bool(opts.get("record")), persist=bool(opts.get("persist")) or
-                       bool(opts.get("record")), nocp=bool(opts.get("nocp")),
-                       tgtinhibit=bool(opts.get("tgtinhibit")), synced=now)
-        if opts.get("freeze"):
-            self.freeze(sorted({s[:2] for s, _ in pairs}))
-        return [r for r, _ in recs]
 
     def reverseflash(self, pairs, opts):
         todo = []

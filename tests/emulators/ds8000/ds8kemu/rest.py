@@ -9,8 +9,9 @@ Role
     POST   /api/v1/cs/flashcopies    {"request":{"params":{"volume_pairs":[...],
                                      "options":[...]}}} — establish; with
                                      "reverse_restore"/"fast_reverse_restore"
-                                     a reverse; pairs that all exist with
-                                     "record_changes" an incremental refresh
+                                     a reverse; with "record_changes" a pair
+                                     that exists is refreshed (incremental),
+                                     at the same point in time as the new ones
     GET    /api/v1/cs/flashcopies[?volume_id_from=&volume_id_to=], …/SRC:TGT
     DELETE /api/v1/cs/flashcopies/SRC:TGT
     POST   /api/v1/cs/flashcopies/unfreeze  {"request":{"params":{"lss_ids":[..]}}}
@@ -228,13 +229,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 opts[OPTIONS[o]] = True
         if opts.get("fast"):
             opts["reverse"] = True
-        existing = [f"{s}:{t}" in a.st["flash"] for s, t in pairs]
         if opts.get("reverse"):
             ids, code, verb = a.reverseflash(pairs, opts), "CMUC00169I", "reverseflash"
-        elif all(existing) and opts.get("record"):
-            ids, code, verb = a.resyncflash(pairs, opts), "CMUC00168I", "resyncflash"
         else:
-            ids, code, verb = a.mkflash(pairs, opts), "CMUC00137I", "mkflash"
+            refresh = opts.get("record") and all(f"{s}:{t}" in a.st["flash"] for s, t in pairs)
+            ids = a.flash(pairs, opts)
+            code, verb = ("CMUC00168I", "resyncflash") if refresh else ("CMUC00137I", "mkflash")
         a.sync()
         rows = [flash_json(base, a.row(i)) for i in ids if i in a.st["flash"]]
         msg = " ".join(OK[verb].format(id=i).split(" ", 1)[1] for i in ids)

@@ -375,6 +375,16 @@ class Array:
             done.append(rid)
         return done
 
+    def background_copy(self, pairs):
+        """A nocopy relationship starts its background copy (FCESTABL
+        MODE(NOCOPY2COPY))."""
+        recs = [self.rel(f"{s}:{t}") for s, t in pairs]
+        for rec in recs:
+            self.call(f"{rec['src']}:{rec['tgt']}", self.pc.map_set, rec["pc"],
+                      copy_rate=self.cfg["copy_rate"])
+            rec["nocp"] = False
+        return [f"{s}:{t}" for s, t in pairs]
+
     def unfreeze(self, lsss):
         lsss = [self.lss_id(x) for x in lsss]
         for lss in lsss:
@@ -422,7 +432,7 @@ class Array:
             "recording": rec["record"], "persistent": rec["persist"], "revertible": False,
             "source_write_enabled": lss not in self.st["frozen"],
             "target_write_enabled": not rec["tgtinhibit"],
-            "background_copy": not rec["nocp"], "out_of_sync_tracks": oos,
+            "background_copy": not rec["nocp"], "out_of_sync_tracks": oos, "tracks": tracks,
             "date_created": rec["created"], "date_synced": rec["synced"],
             "valid": m["target_online"] and m["state"] in ("copying", "idle_or_copied"),
             "pitcopy_state": m["state"], "reversed": rec["reversed"],

@@ -66,6 +66,8 @@ def parse(text):
         if line == "//":
             break
         if not line.startswith("//"):
+            if job is None:
+                raise NotAJob(f"line {n} is data, not a JOB card")
             if step is None:
                 raise JclError(f"line {n}: data outside a step: {line}")
             step.systsin.append(line)      # SYSIN DD * by default

@@ -1034,6 +1034,102 @@ static int bench_bgcopy(struct bench *b)
 }
 
 /* ------------------------------------------------------------------------
+ * thin_copy_time, thin_copy_bytes
+ *
+ * A source with 10 % of its bytes allocated (1 MiB of data every 10 MiB, the
+ * rest never written) against the fully allocated source of the same size,
+ * each copied by an unlimited background copy into a fresh sparse target,
+ * back to back in every run (alternating which goes first).  Time is start
+ * to idle_or_copied; bytes are what the target file has allocated after
+ * (st_blocks): the copy skips the source's holes and writes none.  Both
+ * ratios should be near 0.1. */
+
+static uint64_t file_alloc(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+}
+
+/* One copy of s into a fresh target: seconds and the target's allocation. */
+static int thin_one(struct bench *b, struct pc_volume *s, double *secs, double *alloc)
+{
+    struct bvol t = { 0 };
+    struct pc_map *m = NULL;
+    int r = vol_fresh(b, b->dir, "thin-tgt", b->vol_size, &t);
+    if (r < 0)
+        return r;
+    double t0 = now_s();
+    r = map_start(b, s, t.v, PC_RATE_UNLIMITED, &m);
+    if (r == 0 && (r = pc_map_wait(m, PC_MAP_IDLE_OR_COPIED, WAIT_MS)) < 0)
+        r = fail(b, r, "background copy of %s did not finish: %s", pc_volume_name(s),
+                 strerror(-r));
+    *secs = now_s() - t0;
+    map_drop(&m);
+    *alloc = (double)file_alloc(t.path);
+    vol_drop(&t);
+    return r;
+}
+
+static int bench_thin(struct bench *b)
+{
+    struct result rt = result_new("thin_copy_time", "s", 0.2, "<=");
+    struct result rb = result_new("thin_copy_bytes", "B", 0.15, "<=");
+    struct bvol ts = { 0 };
+    const uint64_t step = 10 * MiB, piece = 1 * MiB;
+    uint64_t data = 0;
+    int r = vol_fresh(b, b->dir, "thin-src", b->vol_size, &ts);
+    void *buf = pc_buf_alloc_any(piece);
+    if (r == 0 && !buf)
+        r = fail(b, -ENOMEM, "out of memory");
+    for (uint64_t off = 0; r == 0 && off + piece <= b->vol_size; off += step) {
+        for (size_t i = 0; i < piece / 8; i++)
+            ((uint64_t *)buf)[i] = load_rand(&b->seed) | 1;
+        r = pc_io_sync(b->e, PC_IO_WRITE, ts.v, off, (uint32_t)piece, buf, 0);
+        if (r < 0)
+            r = fail(b, r, "writing the thin source: %s", strerror(-r));
+        data += piece;
+    }
+    if (r == 0)
+        pc_io_sync(b->e, PC_IO_FLUSH, ts.v, 0, 0, NULL, 0);
+    pc_buf_free_any(buf, piece);
+    logf_("thin source: %llu MiB of data in %llu MiB (%.1f %% allocated)",
+          (unsigned long long)(data >> 20), (unsigned long long)(b->vol_size >> 20),
+          100.0 * (double)file_alloc(ts.path) / (double)b->vol_size);
+    for (unsigned i = 0; i < b->runs && r == 0; i++) {
+        double st = 0, sa = 0, ft = 0, fa = 0;
+        if (i % 2 == 0) {
+            r = thin_one(b, ts.v, &st, &sa);
+            if (r == 0)
+                r = thin_one(b, b->src, &ft, &fa);
+        } else {
+            r = thin_one(b, b->src, &ft, &fa);
+            if (r == 0)
+                r = thin_one(b, ts.v, &st, &sa);
+        }
+        if (r < 0)
+            break;
+        rt.runs[i] = st;
+        rt.base_runs[i] = ft;
+        rb.runs[i] = sa;
+        rb.base_runs[i] = fa;
+        logf_("thin_copy run %u/%u: thin %.3f s, %.1f MiB allocated; full %.3f s, %.1f MiB",
+              i + 1, b->runs, st, sa / (double)MiB, ft, fa / (double)MiB);
+    }
+    vol_drop(&ts);
+    if (r < 0)
+        return r;
+    rt.nruns = rt.nbase = rb.nruns = rb.nbase = b->runs;
+    detail_num(&rt, "source_bytes", (double)b->vol_size);
+    detail_num(&rt, "source_data_bytes", (double)data);
+    detail_num(&rt, "grain", b->grain);
+    emit(b, &rt, 0);
+    detail_num(&rb, "source_bytes", (double)b->vol_size);
+    detail_num(&rb, "source_data_bytes", (double)data);
+    emit(b, &rb, 1);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
  * cow_first_touch */
 
 /* First-touch 4 KiB writes of list to the source through n fresh started
@@ -1392,6 +1488,7 @@ static const struct group {
       NULL },
     { { "loadgen_vs_fio_randread", "loadgen_vs_fio_randwrite" }, bench_loadgen, true, NULL },
     { { "bgcopy", "bgcopy_vs_qemu_img" }, bench_bgcopy, true, NULL },
+    { { "thin_copy_time", "thin_copy_bytes" }, bench_thin, true, NULL },
     { { "cow_first_touch" }, bench_cow, true, NULL },
     { { "steady_write" }, bench_steady, true, NULL },
     { { "redirect_read" }, bench_redirect, true, NULL },

@@ -42,6 +42,27 @@ static void group_print(const json_t *g)
                (double)out_int(g, "start_hold_ns") / 1e6);
     else
         out_kv("last start", "never");
+    const json_t *list = json_object_get(g, "members"), *m;
+    size_t i;
+    if (!json_array_size(list))
+        return;
+    static const char *const hdr[] = { "MAPPING", "SOURCE", "TARGET", "STATE", ">PROGRESS",
+                                       ">COPY", ">DEPENDENTS", ">TO CLEAN", "TARGET" };
+    struct out_table *t = out_table_new(9, hdr);
+    json_array_foreach(list, i, m) {
+        char pct[16], rate[32], dep[16], cl[24];
+        snprintf(pct, sizeof pct, "%lld%%", out_int(m, "progress"));
+        out_rate(m, "copy_rate", rate, sizeof rate);
+        snprintf(dep, sizeof dep, "%lld", out_int(m, "dependent_mappings"));
+        snprintf(cl, sizeof cl, "%lld", out_int(m, "grains_to_clean"));
+        const char *row[] = { out_str(m, "name"), out_str(m, "source"), out_str(m, "target"),
+                              out_str(m, "state"), pct, rate, dep, cl,
+                              out_bool(m, "target_online") ? "online" : "offline" };
+        out_table_row(t, row);
+    }
+    printf("\n");
+    out_table_print(t, stdout);
+    out_table_free(t);
 }
 
 static void group_list_print(const json_t *res)

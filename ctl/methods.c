@@ -144,18 +144,27 @@ static json_t *group_json(const struct ctl_group *cg)
     char when[32];
     pc_group_info(cg->g, &gi);
     struct pc_map **ms = calloc(gi.mappings ? gi.mappings : 1, sizeof *ms);
-    json_t *names = json_array();
+    json_t *names = json_array(), *members = json_array();
     unsigned n = ms ? pc_group_members(cg->g, ms, gi.mappings) : 0;
     for (unsigned i = 0; ms && i < n && i < gi.mappings; i++) {
         struct pc_map_info mi;
         pc_map_info(ms[i], &mi);
         json_array_append_new(names, json_string(mi.name));
+        json_t *m = json_pack("{s:s, s:s, s:s, s:s, s:i, s:b, s:i, s:I}", "name", mi.name,
+                              "source", mi.source, "target", mi.target,
+                              "state", pc_map_state_name(mi.state), "progress", (int)mi.progress,
+                              "target_online", mi.target_online,
+                              "dependent_mappings", (int)mi.dependent_mappings,
+                              "grains_to_clean", (json_int_t)mi.grains_to_clean);
+        json_object_set_new(m, "copy_rate", ctl_rate_json(mi.copy_rate));
+        json_array_append_new(members, m);
     }
     free(ms);
     iso_time(gi.start_ns, when, sizeof when);
-    return json_pack("{s:s, s:s, s:o, s:I, s:o}", "name", gi.name,
+    return json_pack("{s:s, s:s, s:o, s:o, s:I, s:o}", "name", gi.name,
                      "state", gi.empty ? "empty" : pc_map_state_name(gi.state),
-                     "mappings", names, "start_hold_ns", (json_int_t)gi.start_hold_ns,
+                     "mappings", names, "members", members,
+                     "start_hold_ns", (json_int_t)gi.start_hold_ns,
                      "started_at", gi.start_ns ? json_string(when) : json_null());
 }
 

@@ -64,6 +64,8 @@
  *                started_at, incremental, durability, invalid, group, autodelete,
  *                restoring, partner}
  *     GROUP   = {name, state ("empty" or a mapping state), mappings: [name],
+ *                members: [{name, source, target, state, progress, copy_rate,
+ *                           target_online, dependent_mappings, grains_to_clean}],
  *                start_hold_ns, started_at}
  *
  *   A rate is an integer 0-150 or the string "unlimited" (also accepted as

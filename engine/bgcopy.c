@@ -29,6 +29,10 @@
  *   G3  A pump loop issues extents for the (mode, gen) it started with only;
  *       it never spins: a change sends it back to bg_pump, a pass without
  *       progress waits on the timer.
+ *   G4  Thin: a copy reads no grain that resolves to a hole of the source
+ *       and writes no zeros; it leaves a hole on the target (bg_skip_holes,
+ *       gop_write_extent).  Bits for such grains follow the same rule as a
+ *       copy's (cow.c I1, meta.c D1: the target is synced first).
  *
  * Context
  *   The driver's fields marked (w) are touched only on its worker; bgcopy_kick
@@ -62,7 +66,13 @@ struct bgcopy {
     uint64_t           last_ns;      /* (w) last refill */
     bool               pumping;      /* (w) bg_pump is on the stack */
     bool               repump;       /* (w) ... and was asked to go round again */
+    struct {                         /* (w) G4: what the source's file is around the cursor */
+        bool           valid, hole;
+        unsigned       gen;
+        uint64_t       start, end;
+    } thin;
     _Atomic uint64_t   bytes_copied; /* statistics */
+    _Atomic uint64_t   bytes_thin;   /* ... of which went as holes (zero grains) */
 };
 
 static void bg_pump(struct bgcopy *bg);
@@ -139,14 +149,56 @@ static void bg_extent_finish(struct gop *g)
                (unsigned long long)g->g0, (unsigned long long)(g->g0 + g->ng - 1),
                strerror(-g->err));
     }
-    if (!g->err)
+    if (!g->err) {
         atomic_fetch_add(&bg->bytes_copied,
                          (uint64_t)__builtin_popcountll(g->copy_mask) << bg->m->grain_shift);
+        atomic_fetch_add(&bg->bytes_thin,
+                         (uint64_t)__builtin_popcountll(g->zero_mask) << bg->m->grain_shift);
+    }
     busy_release(w->e->busy, g);
     srcu_unlock(w, g->srcu_idx);
     gop_put(w, g);
     bg->inflight--;
     bg_pump(bg);
+}
+
+/*
+ * Thin (thin.c): grains to copy that resolve to the source where its file
+ * has a hole are not read; gop_write_extent makes them holes on the target.
+ * G4: one lseek answers for a whole hole or data region, kept for the
+ * extents after this one.  A hole seen after this start (the gen is read
+ * before the lseek, and any start bumps it) is still a hole, as far as this
+ * mapping reads it, for every grain that resolves to the source when its
+ * slot is ours: such a grain was not written since the start (cow.c I2 would
+ * have given the newest mapping its bit first, and bits are not cleared
+ * while in the chain).  That holds only for a source that nothing but
+ * source writes change: a source that is itself a target (a cascade) is
+ * asked anew per extent.
+ */
+static void bg_skip_holes(struct bgcopy *bg, struct gop *g, const struct chain *c, int k)
+{
+    struct pc_volume *src = c->maps[0]->src;
+    unsigned gen = atomic_load(&bg->m->gen);
+    if (bg->thin.gen != gen || atomic_load(&src->tgt_map))
+        bg->thin.valid = false;
+    for (uint32_t i = 0; i < g->ng; i++) {
+        uint64_t bit = 1ull << i, gg = g->g0 + i;
+        if (!(g->copy_mask & bit) || chain_lookup(c, (unsigned)k, gg) != src)
+            continue;
+        uint64_t s = gg << c->grain_shift, e = (gg + 1) << c->grain_shift;
+        if (e > src->size)
+            e = src->size;
+        if (!bg->thin.valid || s < bg->thin.start || s >= bg->thin.end) {
+            bg->thin.valid = true;
+            bg->thin.gen = gen;
+            bg->thin.start = s;
+            thin_probe(src->fd, s, src->size, &bg->thin.hole, &bg->thin.end);
+        }
+        if (bg->thin.hole && e <= bg->thin.end) {
+            g->zero_mask |= bit;
+            g->read_mask &= ~bit;
+        }
+    }
 }
 
 /* We own grain g0's slot: extend the extent, decide, copy. */
@@ -199,6 +251,7 @@ static void bg_extent_run(struct gop *g)
         g->read_from = NULL;            /* lookup(k, g) */
         g->copy_to = m->tgt;
         g->copy_to_map = m;
+        bg_skip_holes(bg, g, c, k);
     } else {
         int i = chain_pred_index(c, k);
         if (i >= 0) {
@@ -413,4 +466,9 @@ void bgcopy_free(struct pc_map *m)
 uint64_t bgcopy_bytes(const struct pc_map *m)
 {
     return m->bg ? atomic_load(&m->bg->bytes_copied) : 0;
+}
+
+uint64_t bgcopy_bytes_thin(const struct pc_map *m)
+{
+    return m->bg ? atomic_load(&m->bg->bytes_thin) : 0;
 }

@@ -33,6 +33,11 @@
  *       the stop's grace period sets them (COW and I3 skip stopping
  *       mappings; its target is offline or fully copied; its background
  *       copy has ended).  So one cleaning pass over its bits suffices.
+ *   Zeroing (PC_IO_ZERO: NBD TRIM, WRITE_ZEROES) is a write in every rule
+ *   here — hold, copy-on-write, I3, merges — whose own I/O is a punch.  A
+ *   copy or merge of a grain that reads as zeros goes to its target as a
+ *   hole (gop_write_extent, thin.c), its bit durable by the same rule (I1).
+ *
  *   I5  A target read is accepted only if lookup() gives the same volume,
  *       under the same chain snapshot, after the read completed as before it
  *       was issued; otherwise the range is read again.  Every change that
@@ -62,6 +67,7 @@ struct io_state {
     int               srcu_idx;
     int               pending;     /* sub-operations outstanding (+1 while dispatching) */
     int               err;
+    bool              fua_synced;  /* PC_IO_ZERO with FUA: its closing fdatasync ran */
     void            (*next_step)(struct pc_io *io);  /* run when pending reaches 0 */
     struct pc_io     *held_next;   /* volume hold list */
     struct io_msg     msg;         /* deferred completion / resubmission */
@@ -73,6 +79,12 @@ _Static_assert(sizeof(struct io_state) <= sizeof(((struct pc_io *)0)->engine_pri
 static inline struct io_state *ios(struct pc_io *io)
 {
     return (struct io_state *)io->engine_private;
+}
+
+/* Requests that change a volume: writes and zeroings (holds, COW, I2, I3). */
+static inline bool io_writes(const struct pc_io *io)
+{
+    return io->op == PC_IO_WRITE || io->op == PC_IO_ZERO;
 }
 
 /* A piece of a request: one plain I/O into the request's buffer. */
@@ -226,17 +238,47 @@ static void io_put_pending(struct pc_io *io, int err)
     io_complete(io);
 }
 
+/* A punch the file refused: remember it, so copies write zeros instead
+ * (thin.c) and a PC_IO_ZERO fails at once, for its caller to write zeros. */
+static int punch_refused(struct pc_volume *v, const struct io_req *req, int res)
+{
+    if (req->op == IO_OP_PUNCH && (res == -EOPNOTSUPP || res == -EINVAL)) {
+        if (!atomic_exchange(&v->no_punch, true))
+            pc_log("volume %s: %s cannot deallocate (fallocate PUNCH_HOLE: %s); "
+                   "zeros are written instead", v->name, v->path, strerror(-res));
+        return -EOPNOTSUPP;
+    }
+    return res;
+}
+
 /* Completion of the request's own I/O (st->req). */
 static void own_req_done(struct io_req *req, int res)
 {
     struct pc_io *io = req->priv;
+    if (res < 0)
+        res = punch_refused(io->vol, req, res);
     io_put_pending(io, res < 0 ? res : 0);
 }
 
 static void io_complete(struct pc_io *io)
 {
     struct io_state *st = ios(io);
-    if (io->op == PC_IO_WRITE)
+    if (io->op == PC_IO_ZERO && (io->flags & PC_IO_FUA) && !st->err && !st->fua_synced) {
+        /* A hole has no RWF_DSYNC: FUA is a sync of the volume after it. */
+        st->fua_synced = true;
+        st->pending = 1;
+        st->req.op = IO_OP_FDATASYNC;
+        st->req.flags = 0;
+        st->req.fd = io->vol->fd;
+        st->req.buf = NULL;
+        st->req.len = 0;
+        st->req.off = 0;
+        st->req.done = own_req_done;
+        st->req.priv = io;
+        io_loop_submit(st->w->loop, &st->req);
+        return;
+    }
+    if (io_writes(io))
         atomic_fetch_sub(&io->vol->wr_inflight[st->w->idx].n, 1);
     srcu_unlock(st->w, st->srcu_idx);
     io->done(io, st->err);
@@ -260,6 +302,8 @@ static void seg_done(struct io_req *req, int res)
     struct seg *s = req->priv;
     struct pc_io *io = s->io;
     struct pc_worker *w = ios(io)->w;
+    if (res < 0)
+        res = punch_refused(io->vol, req, res);
     seg_put(w, s);
     io_put_pending(io, res < 0 ? res : 0);
 }
@@ -278,10 +322,10 @@ static void issue_seg(struct pc_io *io, struct pc_volume *v, uint64_t off, uint3
         }
     }
     s->io = io;
-    s->req.op = write ? IO_OP_WRITE : IO_OP_READ;
+    s->req.op = !write ? IO_OP_READ : io->op == PC_IO_ZERO ? IO_OP_PUNCH : IO_OP_WRITE;
     s->req.flags = (write && (io->flags & PC_IO_FUA)) ? IO_F_DSYNC : 0;
     s->req.fd = v->fd;
-    s->req.buf = (char *)io->buf + (off - io->off);
+    s->req.buf = io->buf ? (char *)io->buf + (off - io->off) : NULL;
     s->req.len = len;
     s->req.off = off;
     s->req.done = done;
@@ -380,16 +424,32 @@ bool gop_commit(struct gop *g, struct pc_map *m, int data_fd, uint64_t mask)
     return true;
 }
 
+static void gop_write_finish(struct gop *g);
+
 static void gop_write_done(struct io_req *req, int res)
 {
     struct gop *g = req->priv;
+    if (res < 0 && punch_refused(g->copy_to, req, res) == -EOPNOTSUPP) {
+        /* The same grains as zeros, in the same slot (thin.c). */
+        memset(req->buf, 0, req->len);
+        req->op = IO_OP_WRITE;
+        io_loop_submit(g->w->loop, req);
+        return;
+    }
     if (res < 0 && !g->err) {
         g->err = res;
         g->wfail = true;
     }
     if (--g->pending)
         return;
-    if (!g->err && gop_commit(g, g->copy_to_map, -1, g->copy_mask))
+    gop_write_finish(g);
+}
+
+/* The extent's writes are done: the bits may say so now. */
+static void gop_write_finish(struct gop *g)
+{
+    /* Holes have no RWF_DSYNC: the commit syncs the target first (D1). */
+    if (!g->err && gop_commit(g, g->copy_to_map, g->holes ? g->copy_to->fd : -1, g->copy_mask))
         return;
     if (!g->err) {
         /* I1: the data is on the target; now the bits may say so. */
@@ -400,40 +460,74 @@ static void gop_write_done(struct io_req *req, int res)
     g->done(g);
 }
 
+/*
+ * Thin targets: a grain that reads as zeros — a hole of the source that
+ * background copy never read (zero_mask set by bgcopy.c), or a buffer of
+ * zeros — becomes a hole on copy_to: nothing at all when copy_to has no
+ * data there, else a punch.  Either way g->holes makes the commit sync
+ * copy_to before the bit is journalled, since neither a punch nor a hole
+ * that an earlier unsynced punch made is durable by itself (D1).
+ */
 void gop_write_extent(struct gop *g)
 {
     const struct chain *c = g->c;
     struct pc_volume *to = g->copy_to;
     uint64_t base = g->g0 << c->grain_shift;
+    bool punch = !atomic_load_explicit(&to->no_punch, memory_order_relaxed);
+    /* A copy whose bit will be journalled is written durable (RWF_DSYNC)
+     * so the commit need not fdatasync the target (meta.c D1). */
+    uint8_t wflags = (g->parent && (g->parent->flags & PC_IO_FUA)) ||
+                     meta_strict(g->copy_to_map) ? IO_F_DSYNC : 0;
     int nreq = 0;
 
+    g->holes = false;                   /* this write's own, for its own commit */
+    for (uint32_t i = 0; i < g->ng; i++) {
+        uint64_t bit = 1ull << i;
+        if (!(g->copy_mask & bit) || (g->zero_mask & bit))
+            continue;
+        uint64_t s = grain_start(c, g->g0 + i), e = grain_end(c, to, g->g0 + i);
+        if (thin_all_zero((char *)g->buf + (s - base), e - s))
+            g->zero_mask |= bit;
+    }
     for (uint32_t i = 0; i < g->ng;) {
         if (!(g->copy_mask & (1ull << i))) {
             i++;
             continue;
         }
+        bool zero = g->zero_mask & (1ull << i);
         uint32_t j = i;
-        while (j < g->ng && (g->copy_mask & (1ull << j)))
+        while (j < g->ng && (g->copy_mask & (1ull << j)) &&
+               !!(g->zero_mask & (1ull << j)) == zero)
             j++;
         uint64_t s = grain_start(c, g->g0 + i);
         uint64_t e = grain_end(c, to, g->g0 + j - 1);
+        uint8_t op = IO_OP_WRITE;
+        i = j;
+        if (zero) {
+            g->holes = true;
+            if (punch && !thin_has_data(to->fd, s, e))
+                continue;                       /* a hole already */
+            if (punch)
+                op = IO_OP_PUNCH;
+            else
+                memset((char *)g->buf + (s - base), 0, e - s);   /* maybe never read */
+        }
         struct io_req *r = &g->req[nreq++];
-        r->op = IO_OP_WRITE;
-        /* A copy whose bit will be journalled is written durable (RWF_DSYNC)
-         * so the commit need not fdatasync the target (meta.c D1). */
-        r->flags = (g->parent && (g->parent->flags & PC_IO_FUA)) ||
-                   meta_strict(g->copy_to_map) ? IO_F_DSYNC : 0;
+        r->op = op;
+        r->flags = wflags;
         r->fd = to->fd;
-        r->buf = (char *)g->buf + (s - base);
+        r->buf = (char *)g->buf + (s - base);   /* a refused punch writes it (zeros) */
         r->len = (uint32_t)(e - s);
         r->off = s;
         r->done = gop_write_done;
         r->priv = g;
-        i = j;
     }
     g->pending = nreq;
     if (nreq == 0) {
-        g->done(g);
+        if (g->copy_mask)
+            gop_write_finish(g);        /* holes already: the bits still go in */
+        else
+            g->done(g);
         return;
     }
     for (int i = 0; i < nreq; i++)
@@ -460,6 +554,10 @@ void gop_read_extent(struct gop *g)
     const struct chain *c = g->c;
     uint64_t base = g->g0 << c->grain_shift;
     int nreq = 0;
+
+    /* What is read now is scanned anew (a gop may read and write in steps:
+     * I3, restore.c); only unread grains keep a zero bit (bgcopy's holes). */
+    g->zero_mask &= ~g->read_mask;
 
     if (!g->buf) {
         g->buflen = (size_t)g->ng << c->grain_shift;
@@ -509,9 +607,7 @@ void gop_read_extent(struct gop *g)
 /* ------------------------------------------------------------------------
  * Routing: what a volume is, for one request, right now. */
 
-enum route { ROUTE_PLAIN, ROUTE_SOURCE, ROUTE_TARGET, ROUTE_OFFLINE, ROUTE_RESTORED };
-
-static enum route route_of(struct pc_volume *v, struct chain **cp, int *kp)
+enum route cow_route(struct pc_volume *v, struct chain **cp, int *kp)
 {
     /* Being restored (restore.c): S reads R's data; unfinished, it is offline. */
     struct pc_map *r = atomic_load_explicit(&v->restore_by, memory_order_acquire);
@@ -597,7 +693,7 @@ static void read_range(struct pc_io *io, uint64_t off, uint64_t end)
     struct chain *c = NULL;
     int k = -1;
 
-    switch (route_of(io->vol, &c, &k)) {
+    switch (cow_route(io->vol, &c, &k)) {
     case ROUTE_OFFLINE:
         if (!st->err)
             st->err = -EIO;
@@ -651,7 +747,7 @@ static void tread_done(struct io_req *req, int res)
     if (res >= 0) {
         struct chain *c = NULL;
         int k = -1;
-        if (route_of(io->vol, &c, &k) != ROUTE_TARGET || c != s->c || k != s->k) {
+        if (cow_route(io->vol, &c, &k) != ROUTE_TARGET || c != s->c || k != s->k) {
             again = true;
         } else {
             for (uint64_t g = s->g0; g < s->g1 && !again; g++)
@@ -676,7 +772,7 @@ static void rread_done(struct io_req *req, int res)
         struct chain *c = NULL;
         int k = -1;
         struct pc_map *r = atomic_load(&io->vol->restore_by);
-        if (route_of(io->vol, &c, &k) != ROUTE_RESTORED || c != s->c || !r) {
+        if (cow_route(io->vol, &c, &k) != ROUTE_RESTORED || c != s->c || !r) {
             again = true;
         } else {
             for (uint64_t g = s->g0; g < s->g1 && !again; g++)
@@ -742,7 +838,7 @@ static void source_write_issue(struct pc_io *io)
     }
     st->next_step = NULL;
     st->pending = 1;
-    st->req.op = IO_OP_WRITE;
+    st->req.op = io->op == PC_IO_ZERO ? IO_OP_PUNCH : IO_OP_WRITE;
     st->req.flags = (io->flags & PC_IO_FUA) ? IO_F_DSYNC : 0;
     st->req.fd = io->vol->fd;
     st->req.buf = io->buf;
@@ -791,6 +887,8 @@ static void cow_run(struct gop *g)
     }
     g->read_from = c->maps[0]->src;
     g->read_mask = g->copy_mask = 1;
+    g->zero_mask = 0;                   /* a retry reads again */
+    g->holes = false;
     g->copy_to = c->maps[k]->tgt;
     g->copy_to_map = c->maps[k];
     g->done = cow_done;
@@ -829,6 +927,8 @@ static void twrite_slice(const struct gop *g, uint64_t *s, uint64_t *e)
 static void twrite_slice_done(struct io_req *req, int res)
 {
     struct gop *g = req->priv;
+    if (res < 0)
+        res = punch_refused(g->parent->vol, req, res);
     if (res < 0) {
         g->err = res;
     } else if (g->need_self) {
@@ -847,10 +947,10 @@ static void twrite_slice_issue(struct gop *g)
     uint64_t s, e;
     twrite_slice(g, &s, &e);
     struct io_req *r = &g->req[0];
-    r->op = IO_OP_WRITE;
+    r->op = io->op == PC_IO_ZERO ? IO_OP_PUNCH : IO_OP_WRITE;
     r->flags = (io->flags & PC_IO_FUA) ? IO_F_DSYNC : 0;
     r->fd = io->vol->fd;
-    r->buf = (char *)io->buf + (s - io->off);
+    r->buf = io->buf ? (char *)io->buf + (s - io->off) : NULL;
     r->len = (uint32_t)(e - s);
     r->off = s;
     r->done = twrite_slice_done;
@@ -897,9 +997,14 @@ static void twrite_self(struct gop *g)
     }
     /* Partial write of an unsplit grain: merge into the grain read from
      * lookup(k, g) and write it whole. */
-    memcpy((char *)g->buf + (s - grain_start(g->c, g->g0)),
-           (char *)g->parent->buf + (s - g->parent->off), e - s);
+    if (g->parent->op == PC_IO_ZERO)
+        memset((char *)g->buf + (s - grain_start(g->c, g->g0)), 0, e - s);
+    else
+        memcpy((char *)g->buf + (s - grain_start(g->c, g->g0)),
+               (char *)g->parent->buf + (s - g->parent->off), e - s);
     g->copy_mask = 1;
+    g->zero_mask = 0;                   /* the buffer changed since the copy to pred */
+    g->holes = false;
     g->copy_to = g->parent->vol;
     g->copy_to_map = g->c->maps[g->k];
     g->done = grain_op_done;
@@ -930,6 +1035,8 @@ static void twrite_run(struct gop *g)
     if (i >= 0 && chain_any_split(c, i, g->k, g->g0))
         i = -1;                         /* older targets do not resolve to T_k */
     g->pred = i;
+    g->zero_mask = 0;                   /* a retry reads again */
+    g->holes = false;
     g->need_self = !map_bit(c->maps[g->k], g->g0);
     twrite_slice(g, &s, &e);
     bool covered = s == grain_start(c, g->g0) && e == grain_end(c, g->parent->vol, g->g0);
@@ -1046,13 +1153,16 @@ static int validate(const struct pc_io *io)
 {
     if (io->op == PC_IO_FLUSH)
         return 0;
-    if (io->op != PC_IO_READ && io->op != PC_IO_WRITE)
+    if (io->op != PC_IO_READ && io->op != PC_IO_WRITE && io->op != PC_IO_ZERO)
         return -EINVAL;
     if (io->len == 0 || io->len > PC_MAX_IO || io->off % PC_BLOCK_SIZE ||
-        io->len % PC_BLOCK_SIZE || (uintptr_t)io->buf % PC_BLOCK_SIZE)
+        io->len % PC_BLOCK_SIZE || (uintptr_t)io->buf % PC_BLOCK_SIZE ||
+        (io->op != PC_IO_ZERO && !io->buf))
         return -EINVAL;
     if (io->off > io->vol->size || io->len > io->vol->size - io->off)
         return -ENOSPC;
+    if (io->op == PC_IO_ZERO && atomic_load_explicit(&io->vol->no_punch, memory_order_relaxed))
+        return -EOPNOTSUPP;             /* the caller writes zeros (pitcopy.h) */
     return 0;
 }
 
@@ -1136,6 +1246,7 @@ void pc_io_submit(struct pc_worker *w, struct pc_io *io)
 
     st->w = w;
     st->err = 0;
+    st->fua_synced = false;
     st->next_step = NULL;
     r = validate(io);
     if (r < 0) {
@@ -1157,14 +1268,14 @@ void pc_io_submit(struct pc_worker *w, struct pc_io *io)
         io_loop_submit(w->loop, &st->req);
         return;
     }
-    if (io->op == PC_IO_WRITE) {
+    if (io_writes(io)) {
         /* Count in, then look at the hold (volume_drain_writes pairs). */
         atomic_fetch_add(&v->wr_inflight[w->idx].n, 1);
         if (atomic_load(&v->hold) && hold_enqueue(io))
             return;
     }
 
-    if (io->op == PC_IO_WRITE && atomic_load_explicit(&v->diffs, memory_order_acquire)) {
+    if (io_writes(io) && atomic_load_explicit(&v->diffs, memory_order_acquire)) {
         st->next_step = dispatch;
         diff_record(io);
         io_put_pending(io, 0);      /* the dispatch guard: dispatch runs at zero */
@@ -1177,7 +1288,7 @@ void pc_io_submit(struct pc_worker *w, struct pc_io *io)
 static void dispatch_routed(struct pc_io *io)
 {
     struct pc_volume *v = io->vol;
-    if (io->op == PC_IO_WRITE) {
+    if (io_writes(io)) {
         /* T's image is about to change: S gets what it needs of it first. */
         struct pc_map *r = atomic_load_explicit(&v->restore_from, memory_order_acquire);
         if (r && map_state(r) == PC_MAP_COPYING && restore_first(io, r, restored_then_route))
@@ -1195,25 +1306,25 @@ static void route_request(struct pc_io *io)
     struct chain *c = NULL;
     int k = -1;
 
-    switch (route_of(v, &c, &k)) {
+    switch (cow_route(v, &c, &k)) {
     case ROUTE_OFFLINE:
         st->err = -EIO;
         io_put_pending(io, 0);
         return;
     case ROUTE_TARGET:
-        if (io->op == PC_IO_WRITE) {
+        if (io_writes(io)) {
             target_write(io, c, k);
             return;
         }
         break;
     case ROUTE_SOURCE:
-        if (io->op == PC_IO_WRITE) {
+        if (io_writes(io)) {
             source_write(io, c);
             return;
         }
         break;
     case ROUTE_RESTORED:
-        if (io->op == PC_IO_WRITE) {
+        if (io_writes(io)) {
             struct pc_map *r = atomic_load(&v->restore_by);
             if (r && restore_first(io, r, restored_then_route))
                 return;
@@ -1233,6 +1344,6 @@ static void route_request(struct pc_io *io)
         io_put_pending(io, 0);
         return;
     }
-    /* plain write: the request's own I/O */
+    /* plain write or zeroing: the request's own I/O */
     source_write_issue(io);
 }

@@ -192,6 +192,7 @@ struct pc_volume {
     struct chain *_Atomic chain;
     /* As a target: the mapping targeting it (at most one), set at create. */
     struct pc_map *_Atomic tgt_map;
+    _Atomic bool        no_punch;       /* the file refused a hole once: write zeros (thin.c) */
     /* Restore (restore.c): on S, the mapping T -> S restoring it; on T, the
      * same mapping, whose source it is.  Set while the restore is under way
      * (copying) or unfinished (stopped: S offline). */
@@ -404,6 +405,8 @@ struct gop {
     uint8_t             kind;
     bool                need_self;  /* GOP_TWRITE: T_k lacks the grain */
     bool                wfail;      /* err came from writing copy_to or its bits */
+    bool                holes;      /* a grain of copy_mask went to copy_to as a hole:
+                                     * the commit must sync copy_to (meta.c D1) */
     int                 srcu_idx;   /* background ops: their own section */
     uint32_t            src_id;     /* busy key: the chain's source volume */
     uint64_t            g0;         /* first grain */
@@ -427,6 +430,8 @@ struct gop {
     uint64_t            read_mask;  /* bit i: read grain g0+i */
     struct pc_volume   *read_from;  /* NULL: lookup(k, g) per grain */
     uint64_t            copy_mask;  /* bit i: write grain g0+i to copy_to */
+    uint64_t            zero_mask;  /* bit i: grain g0+i reads as zeros (thin.c): a hole
+                                     * on copy_to; not read when its read_mask bit is clear */
     struct pc_volume   *copy_to;
     struct pc_map      *copy_to_map;/* whose bits the write sets */
     void              (*after_read)(struct gop *g);  /* NULL: write copy_mask */
@@ -447,6 +452,12 @@ void gop_read_extent(struct gop *g);
  * file the data went to, fdatasync'd first (-1: written durable already). */
 bool gop_commit(struct gop *g, struct pc_map *m, int data_fd, uint64_t mask);
 void gop_write_extent(struct gop *g);
+
+/* How a volume is routed for one request, right now (read_range, pc_io_submit,
+ * pc_volume_block_status): *cp and *kp are set for SOURCE (c), TARGET (c, k)
+ * and RESTORED (c: the restore's chain, restore.c). */
+enum route { ROUTE_PLAIN, ROUTE_SOURCE, ROUTE_TARGET, ROUTE_OFFLINE, ROUTE_RESTORED };
+enum route cow_route(struct pc_volume *v, struct chain **cp, int *kp);
 
 /* The point-in-time lookup: where target k's data for grain g lives now. */
 struct pc_volume *chain_lookup(const struct chain *c, unsigned k, uint64_t g);
@@ -471,12 +482,23 @@ static inline struct bitmap *map_diff(const struct pc_map *m)
 /* Release a write hold and resubmit what it held. */
 void volume_hold_release(struct pc_volume *v);
 
+/* --------------------------------------------------------------- thin.c */
+
+/* All n bytes of p are zero (n a multiple of 8, p 8-byte aligned). */
+bool thin_all_zero(const void *p, size_t n);
+/* What [off, …) of fd is: *hole, and *end where that stops being true (at
+ * most limit).  Errors other than "past the data" answer data to limit. */
+void thin_probe(int fd, uint64_t off, uint64_t limit, bool *hole, uint64_t *end);
+/* [s, e) of fd may hold data (false only when it is certainly a hole). */
+bool thin_has_data(int fd, uint64_t s, uint64_t e);
+
 /* ------------------------------------------------------------- bgcopy.c */
 
 void bgcopy_kick(struct pc_map *m);        /* (re)start the driver; any thread */
 void bgcopy_pause(struct pc_map *m);       /* no extent runs after this returns (control) */
 void bgcopy_free(struct pc_map *m);        /* pause and free the driver (control) */
 uint64_t bgcopy_bytes(const struct pc_map *m);
+uint64_t bgcopy_bytes_thin(const struct pc_map *m);   /* of those, written as holes */
 
 /* --------------------------------------------------------------- meta.c */
 

@@ -125,6 +125,11 @@ enum pc_io_op {
     PC_IO_READ = 0,
     PC_IO_WRITE,
     PC_IO_FLUSH,     /* off/len ignored: makes every completed write durable */
+    PC_IO_ZERO,      /* a write of zeros that deallocates where it can (a hole):
+                      * buf unused.  Copy-on-write and the target-write rules
+                      * apply as to PC_IO_WRITE.  -EOPNOTSUPP when the volume
+                      * cannot make holes (write zeros instead); a range may
+                      * then be partly zeroed already, as after any failed write. */
 };
 
 #define PC_IO_FUA  (1u << 0)   /* write: durable when done() runs */
@@ -155,6 +160,24 @@ void pc_io_submit(struct pc_worker *w, struct pc_io *io);
 /* Blocking read/write/flush from a non-worker thread.  Returns 0 or -errno. */
 int  pc_io_sync(struct pc_engine *e, enum pc_io_op op, struct pc_volume *v,
                 uint64_t off, uint32_t len, void *buf, unsigned flags);
+
+/*
+ * Allocation, as a read of v would find it (NBD base:allocation): fills up
+ * to max extents covering [off, off+len) from off (perhaps only a prefix)
+ * and returns how many, or -errno (-EIO: an offline target).  An extent
+ * with PC_ALLOC_HOLE|PC_ALLOC_ZERO reads as zeros from unallocated space
+ * (for a target: in the volume its grains resolve to); flags 0 is data.
+ * The answer was true at one instant during the call.  Worker thread only
+ * (w = pc_worker_self()); it calls lseek(SEEK_DATA/SEEK_HOLE).
+ */
+#define PC_ALLOC_HOLE  (1u << 0)
+#define PC_ALLOC_ZERO  (1u << 1)
+struct pc_alloc_extent {
+    uint64_t len;
+    uint32_t flags;
+};
+int  pc_volume_block_status(struct pc_worker *w, struct pc_volume *v, uint64_t off,
+                            uint64_t len, struct pc_alloc_extent *ext, unsigned max);
 
 /* Run fn(arg) on worker w, from any thread.  msg is the caller's until fn runs. */
 struct pc_msg {

@@ -227,6 +227,8 @@ static void undo_durable(struct undo *u)
 
 int io_fault_check(int fd, int op, uint64_t off, uint32_t len)
 {
+    if (op == IO_OP_PUNCH)
+        op = IO_OP_WRITE;       /* a hole is a write of zeros, for rules and the simulator */
     pthread_once(&F.once, from_env);
     if (!atomic_load_explicit(&F.active, memory_order_relaxed))
         return 0;                                   /* F1 */
@@ -258,6 +260,8 @@ int io_fault_check(int fd, int op, uint64_t off, uint32_t len)
 
 void io_fault_done(int fd, int op, bool dsync, uint64_t off, uint32_t len, int res)
 {
+    if (op == IO_OP_PUNCH)
+        op = IO_OP_WRITE;
     if (!atomic_load_explicit(&F.active, memory_order_relaxed))
         return;
     pthread_mutex_lock(&F.lock);

@@ -129,6 +129,9 @@ void io_loop_complete(struct io_loop *l, struct io_req *req, int res);
  * fired): release its slot (or npoll); done(res) runs later in this turn,
  * never from inside io_loop_submit (I1). */
 void io_loop_fail(struct io_loop *l, struct io_req *req, int res);
+/* A request the backend ran synchronously inside ops->queue (res 0 or
+ * -errno): release its slot; done(res) runs later in this turn (I1). */
+void io_loop_done_inline(struct io_loop *l, struct io_req *req, int res);
 
 /* uring.c */
 extern const struct io_backend_ops io_backend_uring;

@@ -255,7 +255,7 @@ void io_loop_submit(struct io_loop *l, struct io_req *req)
     /* Validate here so the backends need not: done(int) must be able to
      * carry the full length (I2), and an unknown op is the caller's bug,
      * reported through done() like any other error (I1). */
-    if (req->op > IO_OP_POLL ||
+    if (req->op > IO_OP_PUNCH ||
         ((req->op == IO_OP_READ || req->op == IO_OP_WRITE) && req->len > INT32_MAX)) {
         loop_defer_failure(l, req, -EINVAL);
         return;
@@ -345,6 +345,16 @@ void io_loop_complete(struct io_loop *l, struct io_req *req, int res)
      * ones already waiting (FIFO), and the freed slot is reused at once. */
     loop_refill(l);
     loop_finish(l, req, res);
+}
+
+/* The backend ran the request itself (res 0 or -errno): as io_loop_fail. */
+void io_loop_done_inline(struct io_loop *l, struct io_req *req, int res)
+{
+    assert(req->op != IO_OP_POLL && res <= 0);
+    assert(l->in_kernel > 0);
+    l->in_kernel--;
+    req->done_bytes = (uint32_t)-res;
+    req_append(&l->fail_head, &l->fail_tail, req);
 }
 
 void io_loop_fail(struct io_loop *l, struct io_req *req, int res)

@@ -49,6 +49,10 @@ enum io_op {
     IO_OP_FSYNC,
     IO_OP_FDATASYNC,
     IO_OP_POLL,         /* one-shot readiness: see "Polls" below */
+    IO_OP_PUNCH,        /* deallocate [off, off+len): reads as zeros after
+                         * (fallocate PUNCH_HOLE|KEEP_SIZE).  -EOPNOTSUPP or
+                         * -EINVAL where the file cannot: write zeros instead.
+                         * Durable only after a later sync of the file. */
 };
 
 /* Request flags. */

@@ -46,6 +46,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -350,6 +351,10 @@ static int uring_queue(struct io_loop *l, struct io_req *req)
         break;
     case IO_OP_FDATASYNC:
         io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+        break;
+    case IO_OP_PUNCH:
+        io_uring_prep_fallocate(sqe, fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                (off_t)req->off, (off_t)req->len);
         break;
     default:
         abort();            /* io_loop_submit validated op */

@@ -121,7 +121,8 @@
 #define NBD_ERR_MSG_MAX      80u                /* text in a structured error chunk */
 #define NBD_MAX_CHANGED      8u                 /* pitcopy:changed contexts per connection */
 #define NBD_CHANGED_EXTENTS  256u               /* descriptors per context per reply */
-#define NBD_REPLY_HDR_MAX    (20u + 6u + NBD_ERR_MSG_MAX)
+#define NBD_BS_MAX_EXTENTS   64u                /* base:allocation descriptors per reply */
+#define NBD_REPLY_HDR_MAX    (20u + 4u + 8u * NBD_BS_MAX_EXTENTS)  /* ≥ an error chunk */
 #define NBD_MAX_LISTENERS    8u
 
 /* Can't happen, but handled (STYLE.md §6, PC_NEVER). */
@@ -129,6 +130,7 @@
 
 _Static_assert(NBD_RBUF_SIZE >= 16 + NBD_MAX_OPTION_LEN, "an option fits the receive buffer");
 _Static_assert(NBD_MAX_STRING + 8 <= NBD_MAX_OPTION_LEN, "a string fits an option");
+_Static_assert(NBD_REPLY_HDR_MAX >= 20u + 6u + NBD_ERR_MSG_MAX, "an error chunk fits");
 
 struct nbd_conn;
 struct nbd_worker;
@@ -146,7 +148,9 @@ struct nbd_req {
     int               err;          /* 0 or -errno */
     void             *buf;          /* pc_buf_alloc'd, buf_len bytes, or NULL */
     uint32_t          buf_len;
-    uint64_t          zero_off;     /* WRITE_ZEROES: the next chunk */
+    uint64_t          zero_off;     /* TRIM, WRITE_ZEROES: the next chunk */
+    uint32_t          zero_len;     /* ... and the length of the one in the engine */
+    bool              zero_write;   /* ... written as zeros, not made a hole */
     uint32_t          bs_len;       /* BLOCK_STATUS: pitcopy:changed chunks built in buf */
     uint32_t          hdr_len;      /* the reply: hdr[0..hdr_len) then data_len bytes of buf */
     uint32_t          data_len;

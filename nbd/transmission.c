@@ -17,22 +17,22 @@
  *   FLUSH                  pc_io FLUSH: fdatasync of the volume, which makes
  *                          every completed write durable whichever connection
  *                          made it (hence NBD_FLAG_CAN_MULTI_CONN).
- *   WRITE_ZEROES (FUA, NO_HOLE)
- *                          written as zeros through pc_io_submit, chunk by
- *                          chunk from the worker's zero buffer, so copy-on-
- *                          write keeps every target right.  Nothing here
- *                          makes holes, so NO_HOLE is always honoured.
- *   TRIM                   a successful no-op.  The protocol lets a server
- *                          ignore TRIM (the contents are unspecified until
- *                          rewritten), and writing zeros instead would cost
- *                          I/O and, on a source, a grain copy per grain for
- *                          nothing.  Real discard arrives with thin targets.
- *   BLOCK_STATUS           base:allocation: one extent covering the request,
- *                          flags 0 (allocated data) — always correct, if not
- *                          informative.  pitcopy:changed[:MAP]: runs of
- *                          grains, flag 1 = changed since the mapping's last
- *                          start (engine/changed.c), one chunk per context.  Holes and zeros will be reported
- *                          with the thin-target work (DESIGN.md, Thin).
+ *   TRIM (FUA), WRITE_ZEROES (FUA, NO_HOLE)
+ *                          PC_IO_ZERO, PC_MAX_IO at a time: the range becomes
+ *                          a hole (reads as zeros) — an engine write like any
+ *                          other, so copy-on-write and the target-write rules
+ *                          keep every target right.  With NO_HOLE, or on a
+ *                          volume that cannot make holes (-EOPNOTSUPP), zeros
+ *                          are written from the worker's zero buffer instead,
+ *                          NBD_ZERO_CHUNK at a time.  TRIM reads as zeros
+ *                          afterwards too, which the protocol allows.
+ *   BLOCK_STATUS           base:allocation from pc_volume_block_status(): hole
+ *                          and zero where the volume (for a target: where its
+ *                          grains resolve) has no data; up to
+ *                          NBD_BS_MAX_EXTENTS descriptors, one with REQ_ONE.
+ *                          pitcopy:changed[:MAP]: runs of grains, flag 1 =
+ *                          changed since the mapping's last start
+ *                          (engine/changed.c), one chunk per context, in buf.
  *   DISC                   no reply: the connection drains and closes.
  *
  *   While the server stops (N6), every request but DISC is refused with
@@ -233,23 +233,11 @@ static void build_reply(struct nbd_conn *c, struct nbd_req *r)
         }
         r->data_len = r->count;
         break;
-    case NBD_CMD_BLOCK_STATUS: {
-        /* base:allocation: one extent for the whole request (REQ_ONE or
-         * not), flags 0; then the pitcopy:changed chunks built in buf. */
-        struct nbd_chunk_block_status bs = { .context_id = htobe32(1) };
-        struct nbd_block_descriptor d = { .length = htobe32(r->count), .status_flags = 0 };
-
-        r->hdr_len = 0;
-        if (c->meta_allocation) {
-            put_structured(r, r->bs_len ? 0 : NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS,
-                           sizeof bs + sizeof d);
-            memcpy(r->hdr + r->hdr_len, &bs, sizeof bs);
-            memcpy(r->hdr + r->hdr_len + sizeof bs, &d, sizeof d);
-            r->hdr_len += sizeof bs + sizeof d;
-        }
+    case NBD_CMD_BLOCK_STATUS:
+        /* hdr holds the base:allocation chunk (alloc_status), buf the
+         * pitcopy:changed ones (changed_status). */
         r->data_len = r->bs_len;
         break;
-    }
     default:
         put_simple(r, NBD_SUCCESS);
         break;
@@ -293,16 +281,32 @@ static uint8_t io_flags(const struct nbd_req *r)
     return r->flags & NBD_CMD_FLAG_FUA ? PC_IO_FUA : 0;
 }
 
-/* WRITE_ZEROES: the next chunk from the worker's zero buffer. */
+/* The worker's buffer of NBD_ZERO_CHUNK zeros, made on first use. */
+static bool zbuf_ready(struct nbd_conn *c)
+{
+    if (!c->nw->zbuf) {
+        c->nw->zbuf = pc_buf_alloc(c->nw->w, NBD_ZERO_CHUNK);
+        if (!c->nw->zbuf)
+            return false;
+        memset(c->nw->zbuf, 0, NBD_ZERO_CHUNK);
+    }
+    return true;
+}
+
+/* TRIM, WRITE_ZEROES: the next chunk, as a hole or as zeros (see the header). */
 static void zero_next(struct nbd_conn *c, struct nbd_req *r)
 {
     uint64_t end = r->offset + r->count;
-    uint32_t len = end - r->zero_off < NBD_ZERO_CHUNK ? (uint32_t)(end - r->zero_off)
-                                                       : NBD_ZERO_CHUNK;
+    uint32_t chunk = r->zero_write ? NBD_ZERO_CHUNK : PC_MAX_IO;
+    uint32_t len = end - r->zero_off < chunk ? (uint32_t)(end - r->zero_off) : chunk;
     uint64_t off = r->zero_off;
 
     r->zero_off += len;
-    req_submit(c, r, PC_IO_WRITE, off, len, c->nw->zbuf, io_flags(r));
+    r->zero_len = len;
+    if (r->zero_write)
+        req_submit(c, r, PC_IO_WRITE, off, len, c->nw->zbuf, io_flags(r));
+    else
+        req_submit(c, r, PC_IO_ZERO, off, len, NULL, io_flags(r));
 }
 
 static void req_done(struct pc_io *io, int res)
@@ -310,8 +314,18 @@ static void req_done(struct pc_io *io, int res)
     struct nbd_req *r = io->priv;
     struct nbd_conn *c = r->c;
 
-    if (r->cmd == NBD_CMD_WRITE_ZEROES && res == 0 && c->state != CONN_DEAD &&
-        r->zero_off < r->offset + r->count) {
+    bool zeroing = r->cmd == NBD_CMD_WRITE_ZEROES || r->cmd == NBD_CMD_TRIM;
+    if (zeroing && res == -EOPNOTSUPP && !r->zero_write && c->state != CONN_DEAD) {
+        /* No holes on this volume: write this chunk and the rest as zeros. */
+        r->zero_off -= r->zero_len;
+        r->zero_write = true;
+        res = zbuf_ready(c) ? 0 : -ENOMEM;
+        if (res == 0) {
+            zero_next(c, r);            /* still in the engine (T3) */
+            return;
+        }
+    }
+    if (zeroing && res == 0 && c->state != CONN_DEAD && r->zero_off < r->offset + r->count) {
         zero_next(c, r);                /* still in the engine (T3) */
         return;
     }
@@ -377,6 +391,33 @@ static int changed_status(struct nbd_conn *c, struct nbd_req *r)
     return 0;
 }
 
+/* The base:allocation chunk of a BLOCK_STATUS reply, into hdr (context 1);
+ * final unless pitcopy:changed chunks follow in buf. */
+static int alloc_status(struct nbd_conn *c, struct nbd_req *r)
+{
+    struct pc_alloc_extent ext[NBD_BS_MAX_EXTENTS];
+    int n = pc_volume_block_status(c->nw->w, c->vol, r->offset, r->count, ext,
+                                   r->flags & NBD_CMD_FLAG_REQ_ONE ? 1 : NBD_BS_MAX_EXTENTS);
+    struct nbd_chunk_block_status bs = { .context_id = htobe32(1) };
+
+    if (n < 0)
+        return n;
+    put_structured(r, r->bs_len ? 0 : NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS,
+                   (uint32_t)(sizeof bs + (unsigned)n * sizeof(struct nbd_block_descriptor)));
+    memcpy(r->hdr + r->hdr_len, &bs, sizeof bs);
+    r->hdr_len += sizeof bs;
+    for (int i = 0; i < n; i++) {
+        uint32_t f = (ext[i].flags & PC_ALLOC_HOLE ? NBD_STATE_HOLE : 0) |
+                     (ext[i].flags & PC_ALLOC_ZERO ? NBD_STATE_ZERO : 0);
+        /* Each fits: the request's count is 32 bits and bounds the sum. */
+        struct nbd_block_descriptor d = { .length = htobe32((uint32_t)ext[i].len),
+                                          .status_flags = htobe32(f) };
+        memcpy(r->hdr + r->hdr_len, &d, sizeof d);
+        r->hdr_len += sizeof d;
+    }
+    return 0;
+}
+
 static void execute(struct nbd_conn *c, struct nbd_req *r)
 {
     switch (r->cmd) {
@@ -395,24 +436,24 @@ static void execute(struct nbd_conn *c, struct nbd_req *r)
         req_submit(c, r, PC_IO_FLUSH, 0, 0, NULL, 0);
         return;
     case NBD_CMD_TRIM:
-        reply_now(c, r, 0);             /* a no-op: see the header */
-        return;
     case NBD_CMD_WRITE_ZEROES:
-        if (!c->nw->zbuf) {
-            c->nw->zbuf = pc_buf_alloc(c->nw->w, NBD_ZERO_CHUNK);
-            if (!c->nw->zbuf) {
-                reply_now(c, r, -ENOMEM);
-                return;
-            }
-            memset(c->nw->zbuf, 0, NBD_ZERO_CHUNK);
+        r->zero_write = r->flags & NBD_CMD_FLAG_NO_HOLE;
+        if (r->zero_write && !zbuf_ready(c)) {
+            reply_now(c, r, -ENOMEM);
+            return;
         }
         r->zero_off = r->offset;
         c->nengine++;
         zero_next(c, r);
         return;
-    case NBD_CMD_BLOCK_STATUS:
-        reply_now(c, r, changed_status(c, r));
+    case NBD_CMD_BLOCK_STATUS: {
+        int err = changed_status(c, r);
+        r->hdr_len = 0;
+        if (!err && c->meta_allocation)
+            err = alloc_status(c, r);
+        reply_now(c, r, err);
         return;
+    }
     default:
         abort();                        /* T1: validate() let nothing else through */
     }

@@ -4,7 +4,8 @@
  * checked against an in-memory reference model, on both I/O backends.
  *
  * The model knows what every byte of every volume must read as:
- *   - a write sets the bytes it wrote;
+ *   - a write sets the bytes it wrote; a zeroing (PC_IO_ZERO: NBD TRIM and
+ *     WRITE_ZEROES, made a hole where the file allows) sets them to zero;
  *   - starting a mapping S → T makes T read as S did at that instant, and
  *     starting a consistency group does so for all its mappings at once;
  *   - starting a restore T → S (S → T existing) makes S read as T did;
@@ -15,7 +16,8 @@
  *   - nothing else — background copy, cleaning, rate changes, the other
  *     mappings of a source starting and stopping — changes what anything reads.
  *
- * Client threads run at once, each issuing random reads and writes (4 KiB
+ * Client threads run at once, each issuing random reads, writes (some of
+ * them all zeros, which copies and merges turn into holes), zeroings (4 KiB
  * multiples at any offset, unaligned to grains, spanning grains) and mapping
  * operations.  Two operations never touch the same bytes of one volume at
  * once (a range lock in the test), so the expected result is exact; but a
@@ -86,7 +88,8 @@ struct model {
     _Atomic int       failed;
     uint64_t          seed;
     /* statistics */
-    _Atomic uint64_t  n_read, n_write, n_start, n_stop, n_delete, n_create, n_rate, n_eio;
+    _Atomic uint64_t  n_read, n_write, n_zero, n_zwrite, n_start, n_stop, n_delete, n_create,
+                      n_rate, n_eio;
     _Atomic uint64_t  n_group, n_group_maps, n_restore, n_restore_done;
     /* A restore of source s under way (map_lock[s]): R goes tgt[s][restore_t[s]] -> src[s]. */
     struct pc_map    *restore[NSRC];
@@ -251,13 +254,25 @@ static void do_io(struct model *md, uint64_t *rs, uint8_t *buf)
     unsigned b0 = (unsigned)tu_rand_below(rs, NBLK - nb + 1);
     if (!lock_range(md, v, b0, nb))
         return;
-    bool write = tu_rand_below(rs, 100) < 50;
+    unsigned dice = (unsigned)tu_rand_below(rs, 100);
+    bool write = dice < 50;
+    bool zero = dice < 8;            /* PC_IO_ZERO: a hole */
     size_t len = (size_t)nb * BLK;
     bool offline = v->offline;       /* stable: changed only under whole-volume locks */
     int r;
 
-    if (write) {
-        tu_fill(buf, len, tu_rand(rs));
+    if (zero) {
+        r = pc_io_sync(md->e, PC_IO_ZERO, v->v, (uint64_t)b0 * BLK, (uint32_t)len, NULL,
+                       tu_rand_below(rs, 8) == 0 ? PC_IO_FUA : 0);
+        memset(buf, 0, len);
+        atomic_fetch_add(&md->n_zero, 1);
+    } else if (write) {
+        if (dice < 16) {
+            memset(buf, 0, len);     /* zeros written: grains copied as holes */
+            atomic_fetch_add(&md->n_zwrite, 1);
+        } else {
+            tu_fill(buf, len, tu_rand(rs));
+        }
         r = pc_io_sync(md->e, PC_IO_WRITE, v->v, (uint64_t)b0 * BLK, (uint32_t)len, buf,
                        tu_rand_below(rs, 8) == 0 ? PC_IO_FUA : 0);
         atomic_fetch_add(&md->n_write, 1);
@@ -268,11 +283,11 @@ static void do_io(struct model *md, uint64_t *rs, uint8_t *buf)
     if (offline) {
         if (r != -EIO)
             violation(md, "volume %s is offline but a %s returned %d, not -EIO",
-                 pc_volume_name(v->v), write ? "write" : "read", r);
+                 pc_volume_name(v->v), zero ? "zeroing" : write ? "write" : "read", r);
         atomic_fetch_add(&md->n_eio, 1);
     } else if (r != 0) {
         violation(md, "volume %s: %s of blocks %u-%u failed: %s", pc_volume_name(v->v),
-             write ? "write" : "read", b0, b0 + nb - 1, strerror(-r));
+             zero ? "zeroing" : write ? "write" : "read", b0, b0 + nb - 1, strerror(-r));
     } else if (write) {
         memcpy(v->data + (size_t)b0 * BLK, buf, len);
         memset(v->known + b0, 1, nb);
@@ -714,11 +729,13 @@ static void run_model(const char *backend, bool durable)
         }
     verify_all(md);
 
-    printf("%s%s: %llu reads, %llu writes, %llu EIO on offline targets, %llu creates, "
+    printf("%s%s: %llu reads, %llu writes (%llu of zeros), %llu zeroings, "
+           "%llu EIO on offline targets, %llu creates, "
            "%llu starts, %llu stops, %llu deletes, %llu rate changes, %llu group starts "
            "(%llu mappings), %llu restores (%llu finished and deleted)\n",
            pc_engine_io_backend(md->e), durable ? " (durable metadata)" : "",
            (unsigned long long)md->n_read, (unsigned long long)md->n_write,
+           (unsigned long long)md->n_zwrite, (unsigned long long)md->n_zero,
            (unsigned long long)md->n_eio, (unsigned long long)md->n_create,
            (unsigned long long)md->n_start, (unsigned long long)md->n_stop,
            (unsigned long long)md->n_delete, (unsigned long long)md->n_rate,

@@ -389,10 +389,16 @@ static void test_commands(void **state)
     assert_int_equal(rep.error, 0);
     memset(x->v1->img + TU_MIB - 4096, 0, 3 * TU_MIB + 8192);
 
-    /* TRIM succeeds and changes nothing we promise about. */
+    /* TRIM makes a hole, which reads as zeros (PC_IO_ZERO). */
     tu_raw_req(fd, 0, NBD_CMD_TRIM, 2, 8 * TU_MIB, TU_MIB);
     tu_raw_reply(fd, false, 0, NULL, 0, &rep);
     assert_int_equal(rep.error, 0);
+    memset(x->v1->img + 8 * TU_MIB, 0, TU_MIB);
+    /* So does WRITE_ZEROES without NO_HOLE, FUA or not. */
+    tu_raw_req(fd, NBD_CMD_FLAG_FUA, NBD_CMD_WRITE_ZEROES, 20, 9 * TU_MIB + 4096, 8192);
+    tu_raw_reply(fd, false, 0, NULL, 0, &rep);
+    assert_int_equal(rep.error, 0);
+    memset(x->v1->img + 9 * TU_MIB + 4096, 0, 8192);
 
     /* A 4 MiB FUA write, read back in one structured chunk (DF too). */
     tu_fill(buf, 4u << 20, 77);
@@ -411,7 +417,8 @@ static void test_commands(void **state)
     tu_raw_reply(fd, false, 0, NULL, 0, &rep);
     assert_int_equal(rep.error, 0);
 
-    /* BLOCK_STATUS: one extent, allocated data, with and without REQ_ONE. */
+    /* BLOCK_STATUS: data (NO_HOLE zeroes stay allocated), then the hole
+     * TRIM made; with and without REQ_ONE. */
     tu_raw_req(fd, 0, NBD_CMD_BLOCK_STATUS, 6, 4096, 2 * TU_MIB);
     tu_raw_reply(fd, false, 0, NULL, 0, &rep);
     assert_int_equal(rep.error, 0);
@@ -421,7 +428,14 @@ static void test_commands(void **state)
     tu_raw_req(fd, NBD_CMD_FLAG_REQ_ONE, NBD_CMD_BLOCK_STATUS, 7, 0, VSIZE);
     tu_raw_reply(fd, false, 0, NULL, 0, &rep);
     assert_int_equal(rep.nextents, 1);
-    assert_int_equal(rep.ext_len, VSIZE);
+    assert_int_equal(rep.ext_len, 8 * TU_MIB);
+    assert_int_equal(rep.ext_flags, 0);
+    tu_raw_req(fd, 0, NBD_CMD_BLOCK_STATUS, 21, 8 * TU_MIB, 2 * TU_MIB);
+    tu_raw_reply(fd, false, 0, NULL, 0, &rep);
+    assert_int_equal(rep.error, 0);
+    assert_int_equal(rep.nextents, 4);                  /* hole, data, hole, data */
+    assert_int_equal(rep.ext_len, TU_MIB);
+    assert_int_equal(rep.ext_flags, NBD_STATE_HOLE | NBD_STATE_ZERO);
     tu_raw_req(fd, 0, NBD_CMD_BLOCK_STATUS, 8, VSIZE - 4096, 8192);
     tu_raw_reply(fd, false, 0, NULL, 0, &rep);
     assert_int_equal(rep.error, NBD_EINVAL);

@@ -21,6 +21,8 @@
 #   DS8KEMU_PASSWORD_FILE, DS8KEMU_IMAGE (IBM.2107-75FA120), DS8KEMU_DSCLI
 #   (DIR/bin/dscli: the dscli executable, its profile baked in; DIR/bin can
 #   go first in PATH), PITCOPY_STATE_DIR, DS8KEMU_NBD_SOCK
+# DS8KEMU_FREEZE_TIMEOUT (seconds, default 120): how long a -freeze holds
+# an LSS frozen when no unfreezeflash comes.
 # Logs: DIR/pitcopy.log, DIR/rest.log, DIR/emu/commands.log (every request
 # and dscli line, its outcome, and each dscli's argv).
 # Needs: openssl, python3, a built pitcopy ($PITCOPY, else
@@ -78,7 +80,8 @@ ds8kemu_start()
     _ds8kemu_wait "$(cat "$dir/pitcopy.pid")" "pitcopy serve" \
         "$pitcopy" --state-dir "$dir/state" status || return 1
     "$py" -B "$_ds8kemu_src/ds8kemu.py" init --emu-dir "$dir/emu" --pitcopy "$pitcopy" \
-        --state-dir "$dir/state" --user admin --password "ds8k-$RANDOM$RANDOM" || return 1
+        --state-dir "$dir/state" --user admin --password "ds8k-$RANDOM$RANDOM" \
+        --freeze-timeout "${DS8KEMU_FREEZE_TIMEOUT:-120}" || return 1
     "$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["users"]["admin"])' \
         "$dir/emu/config.json" >"$dir/password" && chmod 600 "$dir/password" || return 1
 

@@ -48,7 +48,7 @@ fail()
     for f in "$tmp/emu/emu/commands.log" "$tmp/emu/pitcopy.log" "$tmp/emu/rest.log" \
              "$tmp/zosmf/emu/commands.log" "$tmp/zosmf/rest.log"; do
         [ -s "$f" ] || continue
-        echo "--- ${f#$tmp/}:"
+        echo "--- ${f#"$tmp"/}:"
         tail -n 40 "$f"
     done
     exit 1

@@ -4,10 +4,10 @@
 . "$(dirname "$0")/lib.sh"
 requires qemu-io --version
 requires nbdcopy --version
-start_emulator
+DS8KEMU_FREEZE_TIMEOUT=2 start_emulator
 
 M=$((8 * 1024 * 1024))
-mkvol 0100 0101 0200 0201 $M
+mkvol 0100 0101 0200 0201 0300 $M
 expect_dscli 0 lsfbvol -fmt delim -bnr off
 [ "$(field ID 3)" = 0200 ] && [ "$(field "cap (blocks)" 3)" = $((M / 512)) ] || fail "lsfbvol: $out"
 
@@ -67,10 +67,25 @@ cmp "$tmp/want-0101" "$tmp/got" || fail "0101 is not restored from 0201"
 expect_dscli 0 lsflash -s -fmt delim -bnr off -hdr off 0101
 [ "$out" = 0201:0101 ] || fail "after reverseflash: $out"
 
+# 0201 is still the target of the forward mapping under 0201:0101.
+expect_dscli 6 mkflash -nocp 0100:0201
+contains "$err" "CMUN03006E mkflash: 0100:0201: volume 0201 is already the target of FlashCopy relationship 0201:0101."
+
+# A freeze with no unfreezeflash thaws at the timeout (2 s here).
+expect_dscli 0 mkflash -nocp -freeze 0100:0300
+expect_dscli 0 lsflash -fmt delim -bnr off 0100:0300
+[ "$(field SourceWriteEnabled)" = Disabled ] || fail "not frozen: $out"
+for _ in $(seq 60); do
+    expect_dscli 0 lsflash -fmt delim -bnr off 0100:0300
+    [ "$(field SourceWriteEnabled)" = Enabled ] && break
+    sleep 0.1
+done
+[ "$(field SourceWriteEnabled)" = Enabled ] || fail "still frozen after the timeout: $out"
+
 # A script: setenv, then commands; it stops at the first failure with its exit code.
 cat >"$tmp/script" <<SCRIPT
 setenv -banner off -header on -format delim
-rmflash -quiet 0201:0101
+rmflash -quiet 0201:0101 0100:0300
 rmflash -quiet 0100:0200
 lsflash 0100
 rmflash -quiet 0100:0200
@@ -78,6 +93,7 @@ lsfbvol
 SCRIPT
 expect_dscli 6 -script "$tmp/script"
 contains "$out" "CMUC00140I rmflash: FlashCopy pair 0201:0101 successfully removed."
+contains "$out" "CMUC00140I rmflash: FlashCopy pair 0100:0300 successfully removed."
 contains "$out" "CMUC00234I lsflash: No Flash Copy found."
 contains "$err" "CMUN03005E rmflash: 0100:0200: no such FlashCopy relationship."
 case "$out" in *vol0100*) fail "the script went on after a failure: $out" ;; esac

@@ -100,4 +100,8 @@ rc=0; curl -s -o /dev/null --cacert "$ZOSMF_CACERT" "$ZOSMF_URL/zosmf/info" || r
 zosmfemu_reachable || fail "z/OSMF did not come back"
 zosmf GET /zosmf/info
 [ "$code" = 200 ] || fail "z/OSMF back: HTTP $code"
+# Unreachable from the start: a URL, its CA and credentials, nothing listening.
+( zosmfemu_start "$tmp/zosmf2" --unreachable || exit 1
+  rc=0; curl -s -o /dev/null --cacert "$ZOSMF_CACERT" "$ZOSMF_URL/zosmf/info" || rc=$?
+  [ $rc = 7 ] ) || fail "zosmfemu_start --unreachable: something answered at its URL"
 echo PASS

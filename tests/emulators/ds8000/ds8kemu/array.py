@@ -161,7 +161,10 @@ class Array:
         return [k for k, r in self.st["flash"].items() if r["src"] == src]
 
     def target_rel(self, vid):
-        return next((k for k, r in self.st["flash"].items() if r["tgt"] == vid), None)
+        """The relationship vid is a target in; a reversed relationship's
+        source too (its forward mapping still has it as target)."""
+        return next((k for k, r in self.st["flash"].items()
+                     if r["tgt"] == vid or (r["reversed"] and r["src"] == vid)), None)
 
     def rel(self, rid):
         rec = self.st["flash"].get(rid)

@@ -17,7 +17,7 @@ CC       ?= gcc
 OPT      ?= -O2
 CFLAGS   := -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -pthread -D_GNU_SOURCE \
             -Iinclude -I. $(EXTRA_CFLAGS)
-LDLIBS   := -luring -laio -lxxhash -lgnutls -pthread -lm
+LDLIBS   := -luring -laio -lxxhash -lgnutls -lsqlite3 -ljansson -pthread -lm
 
 ifeq ($(SAN),asan)
   CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -DPC_NO_JEMALLOC
@@ -43,7 +43,7 @@ ifeq ($(COV),1)
   LDFLAGS += --coverage
 endif
 
-LIB_DIRS  := bitmap io engine nbd
+LIB_DIRS  := bitmap io engine nbd mgmt
 LIB_SRC   := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
 
 # The pitcopy command: the CLI and the daemon it becomes with `serve`

@@ -56,7 +56,7 @@ struct cli_ctx {
 typedef int (*cli_fn)(struct cli_ctx *ctx, int argc, char **argv);
 
 struct cli_cmd {
-    const char *group;     /* "volume", "map", or NULL */
+    const char *group;     /* "volume", "map", "session", ..., or NULL */
     const char *name;
     cli_fn      fn;
     const char *usage;     /* one line, after "usage: pitcopy " */
@@ -143,6 +143,31 @@ int cmd_map_set(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_map_list(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_map_show(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_map_wait(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_system_add(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_system_list(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_system_show(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_system_remove(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_system_clock(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_session_create(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_session_add_copyset(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_session_remove_copyset(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_session_list(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_session_show(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_session_delete(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_session_set(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_session_flash(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_session_start(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_session_background_copy(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_session_terminate(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_session_restore(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_session_history(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_schedule_add(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_schedule_list(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_schedule_show(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_schedule_remove(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_schedule_print_crontab(struct cli_ctx *ctx, int argc, char **argv);
+/* schedule.c: "initiate-background-copy" -> "background_copy"; others as they are. */
+const char *cli_action_name(const char *word);
 int cmd_group_create(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_group_delete(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_group_list(struct cli_ctx *ctx, int argc, char **argv);

@@ -336,6 +336,213 @@ static const struct cli_cmd commands[] = {
       "\n"
       "Example:\n"
       "  pitcopy group stop bank\n" },
+    { "system", "add", cmd_system_add,
+      "system add NAME --type local",
+      "Add a storage system sessions can use.  Type local is this daemon's own\n"
+      "engine (the copy sets' volumes are its volumes); svc, ds8000 and zos\n"
+      "drivers follow.\n"
+      "\n"
+      "Options:\n"
+      "  --type TYPE       local\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy system add here --type local\n" },
+    { "system", "list", cmd_system_list,
+      "system list [--json]",
+      "List the storage systems and how many sessions use each.\n"
+      "\n"
+      "Options:\n" STATE_HELP },
+    { "system", "show", cmd_system_show,
+      "system show NAME [--json]",
+      "Show one storage system and the sessions on it.\n"
+      "\n"
+      "Options:\n" STATE_HELP },
+    { "system", "remove", cmd_system_remove,
+      "system remove NAME",
+      "Remove a storage system no session uses.\n"
+      "\n"
+      "Options:\n" STATE_HELP },
+    { "system", "clock", cmd_system_clock,
+      "system clock [--set TIME]",
+      "Print the management layer's clock (what schedules follow).  --set works\n"
+      "only in a daemon started with PITCOPY_TEST_CLOCK=TIME (tests and demos):\n"
+      "the clock then starts at TIME and runs on; --set moves it, and schedules\n"
+      "due by the new time fire at once.\n"
+      "\n"
+      "Options:\n"
+      "  --set TIME        local time, 2024-05-01T23:59:00\n" STATE_HELP },
+    { "session", "create", cmd_session_create,
+      "session create NAME --system SYS [--description TEXT]",
+      "Create a FlashCopy session on a storage system: state Defined, status\n"
+      "Inactive, no copy sets yet.  NAME: up to 40 letters, digits, '-', '_', '.'.\n"
+      "\n"
+      "Options:\n"
+      "  --system SYS      the system its copy sets are on (pitcopy system add)\n"
+      "  --description T   free text\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy session create nightly --system here --description 'ledger at 23:59'\n" },
+    { "session", "add-copyset", cmd_session_add_copyset,
+      "session add-copyset NAME --h1 VOLUME --t1 VOLUME",
+      "Add a copy set: host volume H1 and target T1, of the same size.  A target\n"
+      "belongs to one copy set only; a host volume may be in several sessions.\n"
+      "\n"
+      "Options:\n"
+      "  --h1 VOLUME       the host (source) volume\n"
+      "  --t1 VOLUME       the target volume\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy session add-copyset nightly --h1 ledger --t1 checkpoint\n" },
+    { "session", "remove-copyset", cmd_session_remove_copyset,
+      "session remove-copyset NAME --h1 VOLUME",
+      "Remove the copy set of host volume H1.  Terminate the session first if\n"
+      "the copy set has a mapping.\n"
+      "\n"
+      "Options:\n"
+      "  --h1 VOLUME       the copy set's host volume\n" STATE_HELP },
+    { "session", "list", cmd_session_list,
+      "session list [--json]",
+      "List the sessions: system, state, status, copy sets, last action.\n"
+      "\n"
+      "Options:\n" STATE_HELP },
+    { "session", "show", cmd_session_show,
+      "session show NAME [--json]",
+      "Show a session: state and status (checked against the engine: a\n"
+      "suspended or missing mapping makes it Suspended, Severe), hooks, the last\n"
+      "action with its freeze and write hold, and every copy set with its\n"
+      "mapping's state and progress.\n"
+      "\n"
+      "Options:\n" STATE_HELP },
+    { "session", "delete", cmd_session_delete,
+      "session delete NAME [--force]",
+      "Delete a session (its history stays).  A session whose mappings exist\n"
+      "must be terminated first, or deleted with --force (which terminates it).\n"
+      "A session with schedules cannot be deleted.\n"
+      "\n"
+      "Options:\n"
+      "  --force           terminate first\n" STATE_HELP },
+    { "session", "set", cmd_session_set,
+      "session set NAME [--pre-flash CMD] [--post-flash CMD] [--hook-timeout S]\n"
+      "            [--copy-rate RATE] [--description TEXT]",
+      "Change a session's settings.  The hooks run with /bin/sh -c in their own\n"
+      "process group, with PITCOPY_SESSION, PITCOPY_ACTION, PITCOPY_HOOK\n"
+      "(pre-flash or post-flash), PITCOPY_STATE_DIR and, for the post-flash hook,\n"
+      "PITCOPY_FLASH_OK (yes or no) in the environment.\n"
+      "\n"
+      "A flash (and start) runs the pre-flash hook (quiesce the application);\n"
+      "if it fails or outlives the timeout (it is killed), nothing is flashed and\n"
+      "the action fails.  Once it succeeded, the post-flash hook (thaw) always\n"
+      "runs, whether the flash worked or not.  The time from the end of the\n"
+      "pre-flash hook to the start of the post-flash hook is the freeze.\n"
+      "\n"
+      "Options:\n"
+      "  --pre-flash CMD   quiesce command (\"\" removes it)\n"
+      "  --post-flash CMD  thaw command (\"\" removes it)\n"
+      "  --hook-timeout S  seconds each hook may run, 1-86400 (default 300)\n"
+      "  --copy-rate RATE  0-150: background copy of the flash (default 0: none;\n"
+      "                    start and initiate-background-copy use 100 then)\n"
+      "  --description T   free text\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy session set nightly --pre-flash 'db-ctl quiesce' \\\n"
+      "      --post-flash 'db-ctl resume' --hook-timeout 60\n" },
+    { "session", "flash", cmd_session_flash,
+      "session flash NAME [--dry-run]",
+      "Flash: every copy set at one point in time, through the session's\n"
+      "consistency group (csm-NAME), between the pre-flash and post-flash hooks.\n"
+      "States: Preparing, Prepared, then Target Available.  A session flashed\n"
+      "before is flashed anew (its previous image is replaced).  Exits 1 if any\n"
+      "step failed, hooks included.\n"
+      "\n"
+      "Options:\n"
+      "  --dry-run         print the exact requests it would send; change nothing,\n"
+      "                    run no hook\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy session flash nightly\n" },
+    { "session", "start", cmd_session_start,
+      "session start NAME [--copy-rate RATE] [--dry-run]",
+      "Start (incremental): flash like `session flash`, with background copy, and\n"
+      "copy only the grains that changed since the last start (incremental\n"
+      "mappings): a refresh of the targets.\n"
+      "\n"
+      "Options:\n"
+      "  --copy-rate RATE  0-150 (default the session's, else 100)\n"
+      "  --dry-run         print the requests it would send\n" STATE_HELP },
+    { "session", "initiate-background-copy", cmd_session_background_copy,
+      "session initiate-background-copy NAME [--copy-rate RATE] [--dry-run]",
+      "Copy every grain still shared with H1 to the targets, so they become\n"
+      "full, independent copies.\n"
+      "\n"
+      "Options:\n"
+      "  --copy-rate RATE  0-150 (default the session's, else 100)\n"
+      "  --dry-run         print the requests it would send\n" STATE_HELP },
+    { "session", "terminate", cmd_session_terminate,
+      "session terminate NAME [--dry-run]",
+      "Terminate: stop and delete the session's mappings and group; the session\n"
+      "goes back to Defined, Inactive (the volumes stay).\n"
+      "\n"
+      "Options:\n"
+      "  --dry-run         print the requests it would send\n" STATE_HELP },
+    { "session", "restore", cmd_session_restore,
+      "session restore NAME [--dry-run]",
+      "Restore: copy every T1 back onto its H1 (reverse mappings started with\n"
+      "restore); state Recovering until the copy is done.\n"
+      "\n"
+      "Options:\n"
+      "  --dry-run         print the requests it would send\n" STATE_HELP },
+    { "session", "history", cmd_session_history,
+      "session history NAME [--limit N]",
+      "The session's history, oldest first: every action and hook, with start,\n"
+      "duration, origin (cli or the schedule), outcome (ok, failed, timeout,\n"
+      "skipped, interrupted) and message.  Kept after the session is deleted.\n"
+      "\n"
+      "Options:\n"
+      "  --limit N         the last N entries (default 100)\n" STATE_HELP },
+    { "schedule", "add", cmd_schedule_add,
+      "schedule add NAME --session S --action ACTION --cron EXPR [--missed run|skip]",
+      "Run a session action at the times of a cron expression, from the daemon\n"
+      "(pitcopy serve), local time.  EXPR is \"minute hour day-of-month month\n"
+      "day-of-week\": *, numbers, ranges 1-5, steps */15, lists 1,15, names\n"
+      "(jan, mon).\n"
+      "\n"
+      "Options:\n"
+      "  --session S       the session\n"
+      "  --action ACTION   flash, start, initiate-background-copy, terminate,\n"
+      "                    restore\n"
+      "  --cron EXPR       when\n"
+      "  --missed run      (default) a run missed while the daemon was down runs\n"
+      "                    once when it starts\n"
+      "  --missed skip     a missed run is recorded as skipped\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy schedule add nightly-flash --session nightly --action flash \\\n"
+      "      --cron '59 23 * * *'\n" },
+    { "schedule", "list", cmd_schedule_list,
+      "schedule list [--json]",
+      "List the schedules with their next run, last run and its outcome.\n"
+      "\n"
+      "Options:\n" STATE_HELP },
+    { "schedule", "show", cmd_schedule_show,
+      "schedule show NAME [--json]",
+      "Show one schedule.\n"
+      "\n"
+      "Options:\n" STATE_HELP },
+    { "schedule", "remove", cmd_schedule_remove,
+      "schedule remove NAME",
+      "Remove a schedule (its runs stay in the session's history).\n"
+      "\n"
+      "Options:\n" STATE_HELP },
+    { "schedule", "print-crontab", cmd_schedule_print_crontab,
+      "schedule print-crontab [--json]",
+      "Print the schedules as crontab(5) lines running this pitcopy against this\n"
+      "state directory, for people who prefer cron.  Remove the schedules from\n"
+      "the daemon if you install the lines, or both will run.\n"
+      "\n"
+      "Options:\n" STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy schedule print-crontab >> my.crontab\n" },
 };
 
 #define NCMDS (sizeof commands / sizeof commands[0])

@@ -11,7 +11,12 @@
  *   on a signalfd, saving the state every few seconds if a mapping changed
  *   state on its own.
  *
- *   Shutdown, in order: stop taking control requests and let those in
+ *   The management layer (mgmt/) opens DIR/catalog.db and, once the
+ *   control server runs, starts its scheduler; its local driver calls the
+ *   control methods in-process.
+ *
+ *   Shutdown, in order: stop the scheduler (an action it runs finishes);
+ *   stop taking control requests and let those in
  *   progress finish (a map.wait ends at once); stop NBD (requests in flight
  *   finish, connections close); save the state; destroy the engine.  A
  *   second signal during the drain saves the state and quits at once.
@@ -47,6 +52,7 @@
 
 #include "cli/cli.h"
 #include "io/fault.h"
+#include "mgmt/mgmt.h"
 #include "nbd/nbd.h"
 
 #define SERVE_REFRESH_MS 1000
@@ -219,6 +225,7 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
     struct ctl_state *st = NULL;
     struct nbd_server *ns = NULL;
     struct ctl_server *cs = NULL;
+    struct mgmt *mg = NULL;
     int lock_fd = -1, sig_fd = -1, rc = CLI_FAIL, sig;
 
     rc = cli_parse(ctx, argc, argv, opts, &a, 0, 0);
@@ -348,8 +355,27 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
         ctl_log("cannot start the NBD server: %s", err.msg);
         goto out;
     }
+    /* Tests only: a mgmt clock starting at this local time (mgmt/mgmt.h). */
+    struct mgmt_opts mo = { .dir = dir };
+    const char *test_clock = getenv("PITCOPY_TEST_CLOCK");
+    if (test_clock && *test_clock) {
+        struct tm tm = { 0 };
+        char *end = strptime(test_clock, "%Y-%m-%dT%H:%M:%S", &tm);
+        if (!end || *end) {
+            ctl_log("PITCOPY_TEST_CLOCK=%s is not a time like 2024-05-01T23:58:00", test_clock);
+            goto out;
+        }
+        tm.tm_isdst = -1;
+        mo.test_clock = (int64_t)mktime(&tm);
+        ctl_log("test clock: the management layer's time starts at %s", test_clock);
+    }
+    if (mgmt_open(&mo, &mg, &err) < 0) {
+        ctl_log("cannot start the management layer: %s", err.msg);
+        goto out;
+    }
     struct ctl_server_opts co = {
         .path = ctl_path,
+        .mgmt = mg,
         .state = st,
         .nbd_unix = nbd.unix_path,
         .nbd_tcp = nbd.tcp ? tcp_desc : NULL,
@@ -358,6 +384,13 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
         .nbd_arg = ns,
     };
     if (ctl_server_start(e, &co, &cs, &err) < 0) {
+        ctl_log("%s", err.msg);
+        goto out;
+    }
+    /* The local driver reaches the engine through the control methods;
+     * then the scheduler may fire (missed runs first). */
+    mgmt_set_call(mg, ctl_server_call, cs);
+    if (mgmt_start(mg, &err) < 0) {
         ctl_log("%s", err.msg);
         goto out;
     }
@@ -376,6 +409,8 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
     rc = CLI_OK;
 
 out:
+    /* No schedule fires once shutdown begins; one firing now finishes. */
+    mgmt_stop(mg);
     if (cs) {
         unsigned left, rounds = 0;
         while ((left = ctl_server_drain(cs, 500)) > 0) {
@@ -392,6 +427,7 @@ out:
         }
         ctl_server_destroy(cs);
     }
+    mgmt_close(mg);
     if (ns)
         nbd_server_stop(ns);
     if (st) {

@@ -40,6 +40,14 @@ static void status_print(const json_t *s)
     out_kv("I/O backend", "%s, %lld workers", out_str(s, "io_backend"), out_int(s, "workers"));
     out_kv("volumes", "%lld", out_int(s, "volumes"));
     out_kv("mappings", "%lld%s%s%s", out_int(s, "mappings"), n ? " (" : "", states, n ? ")" : "");
+    const json_t *mg = json_object_get(s, "mgmt");
+    if (json_is_string(json_object_get(mg, "error")))
+        out_kv("catalog", "%s", out_str(mg, "error"));
+    else if (json_is_object(mg))
+        out_kv("catalog", "%s (schema %lld): %lld systems, %lld sessions, %lld schedules%s",
+               out_str(mg, "catalog"), out_int(mg, "schema_version"), out_int(mg, "systems"),
+               out_int(mg, "sessions"), out_int(mg, "schedules"),
+               out_bool(mg, "test_clock") ? "; test clock" : "");
     static const char *const kinds[] = { "skipped_volumes", "skipped_mappings" };
     for (int k = 0; k < 2; k++) {
         const json_t *e;

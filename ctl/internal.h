@@ -26,6 +26,7 @@
 #include <pthread.h>
 
 #include "ctl/protocol.h"
+#include "mgmt/mgmt.h"
 
 struct ctl_vol {
     struct ctl_vol   *next;
@@ -96,6 +97,7 @@ int  ctl_rate_from_json(const json_t *j, int *rate);
 
 /* methods.c */
 struct ctl_call {
+    const char        *method;    /* its name, as the table has it */
     struct ctl_server *srv;
     struct ctl_state  *st;
     int                fd;        /* the client's, to notice it leaving a wait */
@@ -113,6 +115,7 @@ enum ctl_ptype {
     CTL_P_BOOL,
     CTL_P_RATE,       /* see ctl_rate_from_json */
     CTL_P_STATE,      /* a mapping state's name */
+    CTL_P_TEXT,       /* string, 0-4095 bytes, no NUL or newline (mgmt checks more) */
     CTL_P_NAME_OR_EMPTY, /* CTL_P_NAME, or "" for none */
 };
 
@@ -124,6 +127,7 @@ struct ctl_param {
 };
 
 #define CTL_MAX_PARAMS 12
+#define CTL_TEXT_MAX   4096
 
 struct ctl_method {
     const char      *name;
@@ -143,5 +147,7 @@ int  ctl_map_delete(struct ctl_state *st, const char *name, bool force, struct p
 /* server.c: for the methods that need the server. */
 bool ctl_server_stopping(const struct ctl_server *s);
 json_t *ctl_server_status(struct ctl_server *s);
+/* The management layer (NULL when the daemon runs without one). */
+struct mgmt *ctl_server_mgmt(struct ctl_server *s);
 
 #endif

@@ -830,11 +830,26 @@ static int m_map_wait(struct ctl_call *c)
     return r;
 }
 
+/* system.*, session.*, schedule.*: the management layer's (mgmt/mgmt.h).
+ * It runs without any ctl lock: a session action calls back into the
+ * methods above through ctl_server_call. */
+static int m_mgmt(struct ctl_call *c)
+{
+    struct mgmt *mg = c->srv ? ctl_server_mgmt(c->srv) : NULL;
+    if (!mg)
+        return fail(c, -ENOSYS, "%s: the management layer is not running in this daemon",
+                    c->method);
+    return mgmt_request(mg, c->method, c->params, &c->result, &c->err);
+}
+
 /* ------------------------------------------------------------------------
  * The table, and validation against it. */
 
 #define NAME(n)      { n, CTL_P_NAME, true, 0, 0 }
 #define OPT(n, t)    { n, t, false, 0, 0 }
+#define TEXT(n)      { n, CTL_P_TEXT, true, 0, 0 }
+#define DRY          OPT("dry_run", CTL_P_BOOL)
+#define SRATE        { "copy_rate", CTL_P_INT, false, 0, 150 }
 
 static const struct ctl_method methods[] = {
     { "status",        m_status,        false, { { 0 } } },
@@ -860,6 +875,34 @@ static const struct ctl_method methods[] = {
     { "map.wait",      m_map_wait,      false,
       { NAME("name"), { "state", CTL_P_STATE, true, 0, 0 },
         { "timeout_ms", CTL_P_INT, false, 0, INT32_MAX } } },
+    { "system.add",    m_mgmt,          true,  { NAME("name"), TEXT("type") } },
+    { "system.list",   m_mgmt,          false, { { 0 } } },
+    { "system.show",   m_mgmt,          false, { NAME("name") } },
+    { "system.remove", m_mgmt,          true,  { NAME("name") } },
+    { "system.clock",  m_mgmt,          false, { OPT("set", CTL_P_TEXT) } },
+    { "session.create", m_mgmt,         true,
+      { NAME("name"), NAME("system"), OPT("description", CTL_P_TEXT) } },
+    { "session.list",  m_mgmt,          false, { { 0 } } },
+    { "session.show",  m_mgmt,          false, { NAME("name") } },
+    { "session.delete", m_mgmt,         true,  { NAME("name"), OPT("force", CTL_P_BOOL) } },
+    { "session.add_copyset", m_mgmt,    true,  { NAME("name"), NAME("h1"), NAME("t1") } },
+    { "session.remove_copyset", m_mgmt, true,  { NAME("name"), NAME("h1") } },
+    { "session.set",   m_mgmt,          true,
+      { NAME("name"), OPT("description", CTL_P_TEXT), OPT("pre_flash", CTL_P_TEXT),
+        OPT("post_flash", CTL_P_TEXT), { "hook_timeout", CTL_P_INT, false, 1, 86400 },
+        SRATE } },
+    { "session.flash", m_mgmt,          true,  { NAME("name"), DRY } },
+    { "session.start", m_mgmt,          true,  { NAME("name"), DRY, SRATE } },
+    { "session.background_copy", m_mgmt, true, { NAME("name"), DRY, SRATE } },
+    { "session.terminate", m_mgmt,      true,  { NAME("name"), DRY } },
+    { "session.restore", m_mgmt,        true,  { NAME("name"), DRY } },
+    { "session.history", m_mgmt,        false,
+      { NAME("name"), { "limit", CTL_P_INT, false, 1, 100000 } } },
+    { "schedule.add",  m_mgmt,          true,
+      { NAME("name"), NAME("session"), TEXT("action"), TEXT("cron"), OPT("missed", CTL_P_TEXT) } },
+    { "schedule.list", m_mgmt,          false, { { 0 } } },
+    { "schedule.show", m_mgmt,          false, { NAME("name") } },
+    { "schedule.remove", m_mgmt,        true,  { NAME("name") } },
     { "group.create",  m_group_create,  true,  { NAME("name") } },
     { "group.list",    m_group_list,    false, { { 0 } } },
     { "group.show",    m_group_show,    false, { NAME("name") } },
@@ -908,6 +951,10 @@ static bool param_ok(const struct ctl_param *p, const json_t *v)
         return ctl_rate_from_json(v, &rate) == 0;
     case CTL_P_STATE:
         return json_is_string(v) && ctl_state_parse(json_string_value(v), &st) == 0;
+    case CTL_P_TEXT:
+        return json_is_string(v) && json_string_length(v) < CTL_TEXT_MAX &&
+               strlen(json_string_value(v)) == json_string_length(v) &&
+               !strchr(json_string_value(v), '\n');
     case CTL_P_NAME_OR_EMPTY:
         return json_is_string(v) && (json_string_length(v) == 0 ||
                                      name_ok(json_string_value(v), json_string_length(v)));
@@ -936,6 +983,9 @@ static void param_expect(const struct ctl_param *p, char *buf, size_t len)
     case CTL_P_STATE:
         snprintf(buf, len, "a mapping state (idle_or_copied, preparing, prepared, copying, "
                  "stopping, stopped, suspended)");
+        return;
+    case CTL_P_TEXT:
+        snprintf(buf, len, "a string of at most %u bytes on one line", CTL_TEXT_MAX - 1);
         return;
     case CTL_P_NAME_OR_EMPTY:
         snprintf(buf, len, "a name of 1-63 letters, digits, '-', '_' or '.', or \"\" for none");

@@ -25,7 +25,8 @@
  *         → {version, pid, uptime_s, state_dir, control, nbd_unix, nbd_tcp,
  *            nbd_tls ("off", "optional" or "required"), io_backend, workers,
  *            volumes, mappings, states{state: n}, nbd_connections,
- *            skipped_volumes[], skipped_mappings[]}
+ *            skipped_volumes[], skipped_mappings[], mgmt: {catalog,
+ *            schema_version, error, systems, sessions, schedules, test_clock}}
  *     volume.create     {name, size, file?}       → VOLUME
  *         size in bytes (a multiple of 4096); file an absolute path,
  *         default STATE_DIR/volumes/NAME.img, created sparse if missing
@@ -55,6 +56,45 @@
  *     group.delete      {name, force?}            → {name, deleted: true}
  *         members of a group are prepared, started and stopped through it
  *         (map.prepare/start/stop refuse them); force leaves them stand-alone
+ *
+ *     The management layer (mgmt/mgmt.h), answered without any ctl lock:
+ *     system.add        {name, type}              → SYSTEM
+ *     system.list       {}                        → {systems: [SYSTEM]}
+ *     system.show | system.remove {name}          → SYSTEM | {name, removed}
+ *     system.clock      {set?}                    → {now, epoch_ms, test_clock}
+ *         set (a local time) only in a daemon started with PITCOPY_TEST_CLOCK
+ *     session.create    {name, system, description?} → SESSION
+ *     session.list      {}                        → {sessions: [SESSION]}
+ *     session.show      {name}                    → SESSION
+ *     session.delete    {name, force?}            → {name, deleted: true}
+ *     session.add_copyset {name, h1, t1} | session.remove_copyset {name, h1}
+ *                                                 → SESSION
+ *     session.set       {name, description?, pre_flash?, post_flash?,
+ *                        hook_timeout?, copy_rate?} ("" clears a hook) → SESSION
+ *     session.flash | session.terminate | session.restore {name, dry_run?}
+ *     session.start | session.background_copy {name, dry_run?, copy_rate?}
+ *         → ACTION; an action that failed in any step (hooks included) is an
+ *         error reply whose message says which step and why
+ *     session.history   {name, limit?}            → {session, entries: [ENTRY]}
+ *     schedule.add      {name, session, action, cron, missed? ("run"|"skip")}
+ *                                                 → SCHEDULE
+ *     schedule.list     {}                        → {schedules: [SCHEDULE]}
+ *     schedule.show | schedule.remove {name}      → SCHEDULE | {name, removed}
+ *
+ *     SESSION  = {name, system, system_type, description, state, status,
+ *                 message, pre_flash, post_flash, hook_timeout, copy_rate,
+ *                 group, last_action, last_action_at, last_freeze_ms,
+ *                 last_hold_ns, busy, copysets: [{id, h1, t1, relationship,
+ *                 exists, state, progress, copy_rate, started_at, complete,
+ *                 restore_state, restore_progress}]}
+ *     ACTION   = {session, action, origin, dry_run, outcome, message,
+ *                 commands: [text], hooks: {pre_flash?, post_flash?},
+ *                 freeze_ms, start_hold_ns, history_id, session_state: SESSION}
+ *     ENTRY    = {id, session, action, kind (action|hook|schedule), origin,
+ *                 parent, start, end, start_ms, duration_ms, outcome, message}
+ *     SCHEDULE = {name, session, action, cron, missed, enabled, next_run,
+ *                 last_run, last_outcome, last_message}
+ *     Times in mgmt objects are local ISO 8601 without a zone, as cron has them.
  *
  *     VOLUME  = {name, path, size, direct, source_of: [map], target_of: map|null}
  *     MAPPING = {name, source, target, state, progress, grains_split, grains,
@@ -151,11 +191,20 @@ struct ctl_server_opts {
     /* for status: NBD connections open now */
     unsigned  (*nbd_connections)(void *arg);
     void       *nbd_arg;
+    struct mgmt *mgmt;         /* system.*, session.*, schedule.* (NULL: none) */
 };
 
 /* Fails -EADDRINUSE when a server answers on o->path (ctl_socket_clear). */
 int  ctl_server_start(struct pc_engine *e, const struct ctl_server_opts *o,
                       struct ctl_server **out, struct pc_error *err);
+/*
+ * Run one control method in-process, exactly as a request on the socket
+ * would (validated against the method's table, state saved), for the
+ * management layer's local driver: an mgmt_call_fn with arg = the server.
+ * params stolen; the result is the caller's.
+ */
+int  ctl_server_call(void *server, const char *method, json_t *params, json_t **result,
+                     struct pc_error *err);
 /*
  * Stop accepting, tell every connection to finish (a request in progress
  * completes; a map.wait returns -ESHUTDOWN), and wait up to timeout_ms for

@@ -56,6 +56,7 @@ struct ctl_server {
     const char        *nbd_tls;          /* a literal: not freed */
     unsigned         (*nbd_connections)(void *arg);
     void              *nbd_arg;
+    struct mgmt       *mgmt;
     int                lfd;
     int                wake[2];          /* C2 */
     pthread_t          accept_th;
@@ -66,6 +67,11 @@ struct ctl_server {
     unsigned           active;
     struct ctl_conn    conns[CTL_MAX_CONNS];
 };
+
+struct mgmt *ctl_server_mgmt(struct ctl_server *s)
+{
+    return s->mgmt;
+}
 
 bool ctl_server_stopping(const struct ctl_server *s)
 {
@@ -126,6 +132,7 @@ json_t *ctl_server_status(struct ctl_server *s)
     json_object_set_new(j, "control_connections", json_integer(conns));
     json_object_set_new(j, "skipped_volumes", skv);
     json_object_set_new(j, "skipped_mappings", skm);
+    json_object_set_new(j, "mgmt", s->mgmt ? mgmt_status(s->mgmt) : json_null());
     return j;
 }
 
@@ -231,7 +238,7 @@ static int conn_handle_line(struct ctl_server *s, int fd, const char *line, size
         goto out;
     }
     params = json_object_get(req, "params");
-    struct ctl_call c = { .srv = s, .st = s->st, .fd = fd };
+    struct ctl_call c = { .method = m->name, .srv = s, .st = s->st, .fd = fd };
     r = ctl_params_validate(m, params, &c.err);
     if (r < 0) {
         if (!*warned)
@@ -256,6 +263,34 @@ static int conn_handle_line(struct ctl_server *s, int fd, const char *line, size
 out:
     json_decref(req);
     return r;
+}
+
+int ctl_server_call(void *server, const char *method, json_t *params, json_t **result,
+                    struct pc_error *err)
+{
+    struct ctl_server *s = server;
+    const struct ctl_method *m = ctl_method_find(method);
+    *result = NULL;
+    if (!m) {
+        json_decref(params);
+        return ctl_error_set(err, -ENOSYS, "unknown method '%.64s'", method);
+    }
+    struct ctl_call c = { .method = m->name, .srv = s, .st = s->st, .fd = -1 };
+    int r = ctl_params_validate(m, params, &c.err);
+    if (r == 0) {
+        c.params = params ? params : json_object();
+        params = c.params;
+        r = m->fn(&c);
+    }
+    json_decref(params);
+    if (r < 0) {
+        if (err)
+            *err = c.err;
+        json_decref(c.result);
+        return r;
+    }
+    *result = c.result;
+    return 0;
 }
 
 static bool all_blank(const char *p, size_t n)
@@ -486,6 +521,7 @@ int ctl_server_start(struct pc_engine *e, const struct ctl_server_opts *o,
     s->nbd_tls = o->nbd_tls;
     s->nbd_connections = o->nbd_connections;
     s->nbd_arg = o->nbd_arg;
+    s->mgmt = o->mgmt;
     s->lfd = s->wake[0] = s->wake[1] = -1;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);

@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cli/system.c — `pitcopy system add|list|show|remove|clock`.
+ *
+ * Role
+ *   One request each (system.* in ctl/protocol.h), printed as a table or
+ *   key/value lines, or the daemon's JSON with --json.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static void system_print(const json_t *s)
+{
+    char list[512] = "";
+    size_t i, n = 0;
+    const json_t *v;
+    json_array_foreach(json_object_get(s, "sessions"), i, v)
+        n += (size_t)snprintf(list + n, n < sizeof list ? sizeof list - n : 0, "%s%s",
+                              i ? ", " : "", json_string_value(v));
+    out_kv("name", "%s", out_str(s, "name"));
+    out_kv("type", "%s", out_str(s, "type"));
+    out_kv("created", "%s", out_str(s, "created"));
+    out_kv("sessions", "%s", list[0] ? list : "-");
+}
+
+static void system_list_print(const json_t *res)
+{
+    static const char *const hdr[] = { "NAME", "TYPE", ">SESSIONS", "CREATED" };
+    struct out_table *t = out_table_new(4, hdr);
+    const json_t *s;
+    size_t i;
+    json_array_foreach(json_object_get(res, "systems"), i, s) {
+        char n[16];
+        snprintf(n, sizeof n, "%zu", json_array_size(json_object_get(s, "sessions")));
+        const char *row[] = { out_str(s, "name"), out_str(s, "type"), n, out_str(s, "created") };
+        out_table_row(t, row);
+    }
+    out_table_print(t, stdout);
+    out_table_free(t);
+}
+
+int cmd_system_add(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *type = NULL;
+    struct args_opt opts[] = { ARGS_OPT_VALUE("type", &type), CLI_COMMON_OPTS(ctx),
+                               ARGS_OPT_END };
+    struct args a;
+    json_t *res;
+    int rc = cli_parse(ctx, argc, argv, opts, &a, 1, 1);
+    if (rc >= 0)
+        return rc;
+    if (!type)
+        return cli_usage_error(ctx, "--type is required (local)");
+    rc = cli_call(ctx, "system.add", json_pack("{s:s, s:s}", "name", a.pos[0], "type", type),
+                  CLI_TIMEOUT_MS, &res);
+    if (rc)
+        return rc;
+    if (ctx->json)
+        out_json(res);
+    else
+        printf("system %s added: type %s\n", out_str(res, "name"), out_str(res, "type"));
+    json_decref(res);
+    return CLI_OK;
+}
+
+int cmd_system_list(struct cli_ctx *ctx, int argc, char **argv)
+{
+    return cli_query(ctx, argc, argv, "system.list", false, system_list_print);
+}
+
+int cmd_system_show(struct cli_ctx *ctx, int argc, char **argv)
+{
+    return cli_query(ctx, argc, argv, "system.show", true, system_print);
+}
+
+int cmd_system_remove(struct cli_ctx *ctx, int argc, char **argv)
+{
+    struct args_opt opts[] = { CLI_COMMON_OPTS(ctx), ARGS_OPT_END };
+    struct args a;
+    json_t *res;
+    int rc = cli_parse(ctx, argc, argv, opts, &a, 1, 1);
+    if (rc >= 0)
+        return rc;
+    rc = cli_call(ctx, "system.remove", json_pack("{s:s}", "name", a.pos[0]), CLI_TIMEOUT_MS,
+                  &res);
+    if (rc)
+        return rc;
+    if (ctx->json)
+        out_json(res);
+    else
+        printf("system %s removed\n", out_str(res, "name"));
+    json_decref(res);
+    return CLI_OK;
+}
+
+int cmd_system_clock(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *set = NULL;
+    struct args_opt opts[] = { ARGS_OPT_VALUE("set", &set), CLI_COMMON_OPTS(ctx),
+                               ARGS_OPT_END };
+    struct args a;
+    json_t *res;
+    int rc = cli_parse(ctx, argc, argv, opts, &a, 0, 0);
+    if (rc >= 0)
+        return rc;
+    rc = cli_call(ctx, "system.clock", set ? json_pack("{s:s}", "set", set) : NULL,
+                  CLI_TIMEOUT_MS, &res);
+    if (rc)
+        return rc;
+    if (ctx->json)
+        out_json(res);
+    else
+        printf("%s%s\n", out_str(res, "now"), out_bool(res, "test_clock") ? " (test clock)" : "");
+    json_decref(res);
+    return CLI_OK;
+}

@@ -76,30 +76,6 @@ static json_t *map_show(struct mgmt_driver *d, const char *name, int *r, struct 
     return res;
 }
 
-/* Group support appeared after sessions: without it, mappings one by one. */
-static bool have_groups(struct mgmt_driver *d)
-{
-    struct pc_error e;
-    json_t *res = NULL;
-    int r = lcall(d, false, "group.list", NULL, &res, &e);
-    json_decref(res);
-    return r != -ENOSYS;
-}
-
-/*
- * Does method take param?  Asked without side effects: params are checked
- * for unknown names before required ones (ctl_params_validate), so a
- * request with only that param fails either way, and says which.
- */
-static bool takes_param(struct mgmt_driver *d, const char *method, const char *param)
-{
-    struct pc_error e = { 0 };
-    json_t *res = NULL;
-    int r = lcall(d, false, method, json_pack("{s:b}", param, 1), &res, &e);
-    json_decref(res);
-    return !(r == -EINVAL && strstr(e.msg, "unknown parameter"));
-}
-
 static int check_copyset(struct mgmt_driver *d, const char *h1, const char *t1,
                          struct pc_error *err)
 {
@@ -153,29 +129,25 @@ static int ensure_map(struct mgmt_driver *d, const char *rel, const char *src, c
         return r;
     json_t *p = json_pack("{s:s, s:s, s:s, s:i}", "source", src, "target", tgt, "name", rel,
                           "copy_rate", rate);
-    if (group)
+    if (group) {
+        /* A session's mappings record changes: a start after a complete copy
+         * copies only what changed since (the incremental refresh). */
         json_object_set_new(p, "group", json_string(group));
-    if (group && takes_param(d, "map.create", "incremental"))
         json_object_set_new(p, "incremental", json_true());
+    }
     return lcall(d, true, "map.create", p, NULL, err);
 }
 
-static int ensure_all(struct mgmt_driver *d, const struct mgmt_dsession *s, bool groups,
+static int ensure_all(struct mgmt_driver *d, const struct mgmt_dsession *s,
                       struct pc_error *err)
 {
-    int r = 0;
-    if (groups) {
-        json_t *g = NULL;
-        r = lcall(d, false, "group.show", json_pack("{s:s}", "name", s->group), &g, err);
-        json_decref(g);
-        if (r == -ENOENT)
-            r = lcall(d, true, "group.create", json_pack("{s:s}", "name", s->group), NULL, err);
-        if (r < 0)
-            return r;
-    }
+    json_t *g = NULL;
+    int r = lcall(d, false, "group.show", json_pack("{s:s}", "name", s->group), &g, err);
+    json_decref(g);
+    if (r == -ENOENT)
+        r = lcall(d, true, "group.create", json_pack("{s:s}", "name", s->group), NULL, err);
     for (unsigned i = 0; i < s->ncs && r == 0; i++)
-        r = ensure_map(d, s->cs[i].rel, s->cs[i].h1, s->cs[i].t1, s->copy_rate,
-                       groups ? s->group : NULL, err);
+        r = ensure_map(d, s->cs[i].rel, s->cs[i].h1, s->cs[i].t1, s->copy_rate, s->group, err);
     return r;
 }
 
@@ -210,8 +182,8 @@ static int settle(struct mgmt_driver *d, const struct mgmt_dsession *s, bool rev
 }
 
 /* Stop whatever is copying or prepared (a new point in time replaces it). */
-static int stop_active(struct mgmt_driver *d, const struct mgmt_dsession *s, bool groups,
-                       bool reverse, struct pc_error *err)
+static int stop_active(struct mgmt_driver *d, const struct mgmt_dsession *s, bool reverse,
+                       struct pc_error *err)
 {
     int r = 0;
     char st[32];
@@ -223,22 +195,21 @@ static int stop_active(struct mgmt_driver *d, const struct mgmt_dsession *s, boo
         if (strcmp(st, "copying") && !(reverse && strcmp(st, "prepared") == 0))
             continue;
         any = true;
-        if (!groups || reverse)
+        if (reverse)
             r = lcall(d, true, "map.stop", json_pack("{s:s}", "name", rel), NULL, err);
     }
-    if (r == 0 && any && groups && !reverse)
+    if (r == 0 && any && !reverse)
         r = lcall(d, true, "group.stop", json_pack("{s:s}", "name", s->group), NULL, err);
     return r < 0 ? r : settle(d, s, reverse, err);
 }
 
 static int prepare(struct mgmt_driver *d, const struct mgmt_dsession *s, struct pc_error *err)
 {
-    bool groups = have_groups(d);
-    int r = ensure_all(d, s, groups, err);
+    int r = ensure_all(d, s, err);
     if (r == 0)
-        r = stop_active(d, s, groups, true, err);   /* a restore in progress */
+        r = stop_active(d, s, true, err);           /* a restore in progress */
     if (r == 0)
-        r = stop_active(d, s, groups, false, err);
+        r = stop_active(d, s, false, err);
     if (r < 0)
         return r;
     bool all_prepared = !d->dry_run;
@@ -249,11 +220,7 @@ static int prepare(struct mgmt_driver *d, const struct mgmt_dsession *s, struct 
     }
     if (all_prepared)
         return 0;                                   /* V2 */
-    if (groups)
-        return lcall(d, true, "group.prepare", json_pack("{s:s}", "name", s->group), NULL, err);
-    for (unsigned i = 0; i < s->ncs && r == 0; i++)
-        r = lcall(d, true, "map.prepare", json_pack("{s:s}", "name", s->cs[i].rel), NULL, err);
-    return r;
+    return lcall(d, true, "group.prepare", json_pack("{s:s}", "name", s->group), NULL, err);
 }
 
 static int flash(struct mgmt_driver *d, const struct mgmt_dsession *s, json_t **info,
@@ -262,26 +229,10 @@ static int flash(struct mgmt_driver *d, const struct mgmt_dsession *s, json_t **
     json_t *res = NULL;
     int r;
     *info = NULL;
-    if (have_groups(d)) {
-        r = lcall(d, true, "group.start", json_pack("{s:s}", "name", s->group), &res, err);
-        if (r == 0 && res)
-            *info = json_pack("{s:O?}", "start_hold_ns", json_object_get(res, "start_hold_ns"));
-        json_decref(res);
-        return r;
-    }
-    /* Without groups (an older daemon): one after another, the longest hold reported. */
-    json_int_t hold = 0;
-    r = 0;
-    for (unsigned i = 0; i < s->ncs && r == 0; i++) {
-        r = lcall(d, true, "map.start", json_pack("{s:s}", "name", s->cs[i].rel), &res, err);
-        json_int_t h = json_integer_value(json_object_get(res, "start_hold_ns"));
-        if (h > hold)
-            hold = h;
-        json_decref(res);
-        res = NULL;
-    }
-    if (r == 0)
-        *info = json_pack("{s:I}", "start_hold_ns", hold);
+    r = lcall(d, true, "group.start", json_pack("{s:s}", "name", s->group), &res, err);   /* V1 */
+    if (r == 0 && res)
+        *info = json_pack("{s:O?}", "start_hold_ns", json_object_get(res, "start_hold_ns"));
+    json_decref(res);
     return r;
 }
 
@@ -317,14 +268,12 @@ static int start_incremental(struct mgmt_driver *d, const struct mgmt_dsession *
 
 static int stop(struct mgmt_driver *d, const struct mgmt_dsession *s, struct pc_error *err)
 {
-    bool groups = have_groups(d);
-    int r = stop_active(d, s, groups, true, err);
-    return r < 0 ? r : stop_active(d, s, groups, false, err);
+    int r = stop_active(d, s, true, err);
+    return r < 0 ? r : stop_active(d, s, false, err);
 }
 
 static int withdraw(struct mgmt_driver *d, const struct mgmt_dsession *s, struct pc_error *err)
 {
-    bool groups = have_groups(d);
     int r = stop(d, s, err);
     for (unsigned i = 0; i < s->ncs && r == 0; i++) {
         const char *rels[2] = { s->cs[i].rrel, s->cs[i].rel };
@@ -340,7 +289,7 @@ static int withdraw(struct mgmt_driver *d, const struct mgmt_dsession *s, struct
                                                            "force", 1), NULL, err);
         }
     }
-    if (r == 0 && groups) {
+    if (r == 0) {
         json_t *g = NULL;
         r = lcall(d, false, "group.show", json_pack("{s:s}", "name", s->group), &g, err);
         json_decref(g);
@@ -355,7 +304,6 @@ static int withdraw(struct mgmt_driver *d, const struct mgmt_dsession *s, struct
 
 static int restore(struct mgmt_driver *d, const struct mgmt_dsession *s, struct pc_error *err)
 {
-    bool groups = have_groups(d);
     int r = 0;
     for (unsigned i = 0; i < s->ncs && r == 0; i++) {
         json_t *m = map_show(d, s->cs[i].rel, &r, err);
@@ -369,15 +317,12 @@ static int restore(struct mgmt_driver *d, const struct mgmt_dsession *s, struct 
                            NULL, err);
     }
     if (r == 0)
-        r = stop_active(d, s, groups, true, err);
-    (void)groups;
-    bool with_restore = takes_param(d, "map.start", "restore");
-    for (unsigned i = 0; i < s->ncs && r == 0; i++) {
-        json_t *p = json_pack("{s:s}", "name", s->cs[i].rrel);
-        if (with_restore)
-            json_object_set_new(p, "restore", json_true());
-        r = lcall(d, true, "map.start", p, NULL, err);
-    }
+        r = stop_active(d, s, true, err);
+    /* One restore after another: each copy set's H1 becomes its T1, all
+     * T1s being of the one flash (see README, restore). */
+    for (unsigned i = 0; i < s->ncs && r == 0; i++)
+        r = lcall(d, true, "map.start", json_pack("{s:s, s:b}", "name", s->cs[i].rrel,
+                                                  "restore", 1), NULL, err);
     return r;
 }
 

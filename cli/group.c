@@ -147,7 +147,7 @@ int cmd_group_prepare(struct cli_ctx *ctx, int argc, char **argv)
 
 int cmd_group_start(struct cli_ctx *ctx, int argc, char **argv)
 {
-    return group_simple(ctx, argc, argv, "group.start", NULL, GROUP_SLOW_TIMEOUT_MS);
+    return group_simple(ctx, argc, argv, "group.start", "restore", GROUP_SLOW_TIMEOUT_MS);
 }
 
 int cmd_group_stop(struct cli_ctx *ctx, int argc, char **argv)

@@ -316,13 +316,16 @@ static const struct cli_cmd commands[] = {
       "Example:\n"
       "  pitcopy group prepare bank\n" },
     { "group", "start", cmd_group_start,
-      "group start NAME",
+      "group start NAME [--restore]",
       "Start every mapping of the group at one point in time: writes to all their\n"
       "sources are held at once for a moment (reported; it does not grow with the\n"
       "size of the volumes), so a write that depends on another (a table after\n"
       "its log) is never in a copy without the one before it.  Prepares first.\n"
       "\n"
-      "Options:\n" STATE_HELP
+      "Options:\n"
+      "  --restore         the group's mappings are restore mappings (see `map\n"
+      "                    start --restore`): every source is restored from its\n"
+      "                    copy at one instant\n" STATE_HELP
       "\n"
       "Example:\n"
       "  pitcopy group start bank\n" },

@@ -709,7 +709,10 @@ static int group_call(struct ctl_call *c, enum group_op op)
     switch (op) {
     case GOP_SHOW:    break;
     case GOP_PREPARE: r = pc_group_prepare(cg->g, &c->err); break;
-    case GOP_START:   r = pc_group_start(cg->g, &c->err); break;
+    case GOP_START:
+        r = pbool(c, "restore") ? pc_group_start_restore(cg->g, &c->err)
+                                : pc_group_start(cg->g, &c->err);
+        break;
     case GOP_STOP:    r = pc_group_stop(cg->g, pbool(c, "split"), &c->err); break;
     }
     if (r == 0) {
@@ -911,7 +914,7 @@ static const struct ctl_method methods[] = {
     { "group.list",    m_group_list,    false, { { 0 } } },
     { "group.show",    m_group_show,    false, { NAME("name") } },
     { "group.prepare", m_group_prepare, true,  { NAME("name") } },
-    { "group.start",   m_group_start,   true,  { NAME("name") } },
+    { "group.start",   m_group_start,   true,  { NAME("name"), OPT("restore", CTL_P_BOOL) } },
     { "group.stop",    m_group_stop,    true,  { NAME("name"), OPT("split", CTL_P_BOOL) } },
     { "group.delete",  m_group_delete,  true,  { NAME("name"), OPT("force", CTL_P_BOOL) } },
 };

@@ -244,6 +244,30 @@ int pc_group_start(struct pc_group *g, struct pc_error *err)
     return r;
 }
 
+int pc_group_start_restore(struct pc_group *g, struct pc_error *err)
+{
+    struct pc_engine *e = g->e;
+    unsigned n;
+    int r;
+    pthread_mutex_lock(&e->ctl_lock);
+    struct pc_map **ms = members_alloc_locked(g, &n, "restore", err);
+    if (!ms) {
+        r = err ? err->code : -EINVAL;
+    } else {
+        uint64_t held = 0;
+        r = map_start_restore_many_locked(ms, n, &held, err);
+        if (r == 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            g->start_hold_ns = held;
+            g->start_realtime_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        }
+    }
+    pthread_mutex_unlock(&e->ctl_lock);
+    free(ms);
+    return r;
+}
+
 int pc_group_stop(struct pc_group *g, bool split, struct pc_error *err)
 {
     struct pc_engine *e = g->e;

@@ -356,6 +356,9 @@ void restore_grain_run(struct gop *g);
 /* S's chain for a restore op on R (an empty one when S has none). */
 struct chain *restore_chain(struct pc_map *r);
 int  map_start_restore_locked(struct pc_map *m, struct pc_error *err);
+/* Several restores at one point in time (pc_group_start_restore). */
+int  map_start_restore_many_locked(struct pc_map **ms, unsigned n, uint64_t *hold_ns,
+                                   struct pc_error *err);
 /* The restore ended (copied, or R deleted): S and T are plain again. */
 void restore_detach_locked(struct pc_map *m);
 

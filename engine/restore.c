@@ -175,7 +175,8 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-int map_start_restore_locked(struct pc_map *m, struct pc_error *err)
+/* Can m start as a restore now?  Then flush S and T. */
+static int restore_check_locked(struct pc_map *m, struct pc_error *err)
 {
     struct pc_engine *e = m->e;
     struct pc_map *p = m->partner;
@@ -214,15 +215,19 @@ int map_start_restore_locked(struct pc_map *m, struct pc_error *err)
     r = pc_io_sync(e, PC_IO_FLUSH, s, 0, 0, NULL, 0);
     if (r == 0)
         r = pc_io_sync(e, PC_IO_FLUSH, t, 0, 0, NULL, 0);
-    if (r < 0) {
+    if (r < 0)
         pc_error_set(err, r, "mapping %s: cannot flush %s and %s: %s", m->name, s->name,
                      t->name, strerror(-r));
-        return r;
-    }
-    /* S's contents change wholesale at the restore, and no host write
-     * records it: incremental mappings of S copy everything on their next
-     * start (durably so before the restore can take effect). */
-    for (struct pc_map *x = e->maps; x; x = x->next) {
+    return r;
+}
+
+/* S's contents change wholesale at the restore, and no host write records
+ * it: incremental mappings of S copy everything on their next start (durably
+ * so before the restore can take effect). */
+static void restore_void_recordings_locked(struct pc_map *m)
+{
+    struct pc_volume *s = m->tgt;
+    for (struct pc_map *x = m->e->maps; x; x = x->next) {
         if (x == m || !x->incremental || (x->src != s && x->tgt != s) ||
             !atomic_load(&x->diff_valid))
             continue;
@@ -231,55 +236,123 @@ int map_start_restore_locked(struct pc_map *m, struct pc_error *err)
         pc_log("mapping %s: its change recording no longer covers %s (being restored); its "
                "next start copies everything", x->name, s->name);
     }
-    struct bitmap *fresh = bitmap_create(m->grains, &r);
-    if (!m->solo)
-        m->solo = calloc(1, sizeof *m->solo);
-    if (!fresh || !m->solo) {
-        bitmap_destroy(fresh);
-        pc_error_set(err, -ENOMEM, "out of memory starting restore %s", m->name);
-        return -ENOMEM;
+}
+
+int map_start_restore_many_locked(struct pc_map **ms, unsigned n, uint64_t *hold_ns,
+                                  struct pc_error *err)
+{
+    struct pc_engine *e = ms[0]->e;
+    struct bitmap **fresh = calloc(n, sizeof *fresh);
+    uint64_t *prev_rt = calloc(n, sizeof *prev_rt);
+    bool *was_restoring = calloc(n, sizeof *was_restoring);
+    unsigned nmeta = 0;
+    int r = 0;
+
+    if (!fresh || !prev_rt || !was_restoring) {
+        r = -ENOMEM;
+        pc_error_set(err, r, "out of memory starting %u restores", n);
+        goto out;
     }
-    m->solo->n = 0;
-    m->solo->grain_shift = m->grain_shift;
-    uint64_t prev_rt = m->start_realtime_ns;
+    for (unsigned i = 0; i < n && r == 0; i++)
+        r = restore_check_locked(ms[i], err);
+    for (unsigned i = 0; i < n && r == 0; i++) {
+        struct pc_map *m = ms[i];
+        fresh[i] = bitmap_create(m->grains, &r);
+        if (!m->solo)
+            m->solo = calloc(1, sizeof *m->solo);
+        if (!fresh[i] || !m->solo) {
+            r = -ENOMEM;
+            pc_error_set(err, r, "out of memory starting restore %s", m->name);
+            break;
+        }
+        m->solo->n = 0;
+        m->solo->grain_shift = m->grain_shift;
+    }
+    if (r < 0)
+        goto out;
+    for (unsigned i = 0; i < n; i++)
+        restore_void_recordings_locked(ms[i]);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    m->start_realtime_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
-    atomic_store(&m->restoring, true);    /* meta_start records it (D2) */
-    r = meta_start(m, err);
-    if (r < 0) {
-        atomic_store(&m->restoring, st == PC_MAP_STOPPED && atomic_load(&s->restore_by) == m);
-        m->start_realtime_ns = prev_rt;
-        bitmap_destroy(fresh);
-        return r;
+    /* D2: each restore's new generation is durable before it takes effect. */
+    for (; nmeta < n; nmeta++) {
+        struct pc_map *m = ms[nmeta];
+        prev_rt[nmeta] = m->start_realtime_ns;
+        was_restoring[nmeta] = atomic_load(&m->restoring);
+        m->start_realtime_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+        atomic_store(&m->restoring, true);        /* meta_start records it */
+        r = meta_start(m, err);
+        if (r < 0) {
+            atomic_store(&m->restoring, was_restoring[nmeta]);
+            m->start_realtime_ns = prev_rt[nmeta];
+            goto out;
+        }
     }
-    /* The point in time: nothing writes S or T meanwhile. */
+    /* The point in time: nothing writes any S or T meanwhile.  (They are
+     * all distinct: a volume is the target of one mapping, and no volume
+     * both a restore's S and another's T.) */
     uint64_t t0 = mono_ns();
-    atomic_store(&s->hold, 1);
-    atomic_store(&t->hold, 1);
-    volume_drain_writes(s);
-    volume_drain_writes(t);
-    struct bitmap *old = m->bits;
-    m->bits = fresh;
-    atomic_store(&m->complete, false);
-    atomic_fetch_add(&m->gen, 1);
-    atomic_store(&s->restore_by, m);
-    atomic_store(&t->restore_from, m);
-    atomic_store_explicit(&m->state, PC_MAP_COPYING, memory_order_release);
+    for (unsigned i = 0; i < n; i++) {
+        atomic_store(&ms[i]->tgt->hold, 1);
+        atomic_store(&ms[i]->src->hold, 1);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        volume_drain_writes(ms[i]->tgt);
+        volume_drain_writes(ms[i]->src);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        struct pc_map *m = ms[i];
+        struct bitmap *old = m->bits;
+        m->bits = fresh[i];
+        fresh[i] = old;                           /* freed after the grace period */
+        atomic_store(&m->complete, false);
+        atomic_fetch_add(&m->gen, 1);
+        atomic_store(&m->tgt->restore_by, m);
+        atomic_store(&m->src->restore_from, m);
+        atomic_store_explicit(&m->state, PC_MAP_COPYING, memory_order_release);
+    }
     pthread_cond_broadcast(&e->state_cond);
-    volume_hold_release(s);
-    volume_hold_release(t);
-    m->start_hold_ns = mono_ns() - t0;
-    srcu_sync(e);                 /* nobody reads the old bits now */
-    bitmap_destroy(old);
-    m->invalid[0] = 0;
-    atomic_store(&m->failed, false);
-    atomic_store(&m->fail_err, 0);
-    pc_log("mapping %s: restoring %s from %s (%s's point in time stays with mapping %s); "
-           "writes held %.3f ms", m->name, s->name, t->name, t->name, p->name,
-           (double)m->start_hold_ns / 1e6);
-    bgcopy_kick(m);
-    return 0;
+    for (unsigned i = 0; i < n; i++) {
+        volume_hold_release(ms[i]->tgt);
+        volume_hold_release(ms[i]->src);
+    }
+    uint64_t held = mono_ns() - t0;
+    srcu_sync(e);                                 /* nobody reads the old bits now */
+    for (unsigned i = 0; i < n; i++) {
+        struct pc_map *m = ms[i];
+        m->start_hold_ns = held;
+        m->invalid[0] = 0;
+        atomic_store(&m->failed, false);
+        atomic_store(&m->fail_err, 0);
+        pc_log("mapping %s: restoring %s from %s (%s's point in time stays with mapping %s); "
+               "writes held %.3f ms", m->name, m->tgt->name, m->src->name, m->src->name,
+               m->partner->name, (double)held / 1e6);
+        bgcopy_kick(m);
+    }
+    if (hold_ns)
+        *hold_ns = held;
+out:
+    if (r < 0) {
+        /* Those whose metadata already said restoring go back (R3 holds:
+         * nothing was published). */
+        for (unsigned i = 0; i < nmeta; i++) {
+            atomic_store(&ms[i]->restoring, was_restoring[i]);
+            ms[i]->start_realtime_ns = prev_rt[i];
+            meta_start_abort(ms[i]);
+            meta_write_state(ms[i]);
+        }
+    }
+    for (unsigned i = 0; fresh && i < n; i++)
+        bitmap_destroy(fresh[i]);
+    free(fresh);
+    free(prev_rt);
+    free(was_restoring);
+    return r;
+}
+
+int map_start_restore_locked(struct pc_map *m, struct pc_error *err)
+{
+    return map_start_restore_many_locked(&m, 1, NULL, err);
 }
 
 void restore_detach_locked(struct pc_map *m)

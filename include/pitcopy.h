@@ -394,6 +394,9 @@ int  pc_map_set_group(struct pc_map *m, struct pc_group *g, struct pc_error *err
 int  pc_group_prepare(struct pc_group *g, struct pc_error *err);
 /* The point in time for every member: prepares first where needed. */
 int  pc_group_start(struct pc_group *g, struct pc_error *err);
+/* Every member (each a restore mapping, pc_map_start_restore) starts
+ * restoring at one point in time: one hold over all their volumes. */
+int  pc_group_start_restore(struct pc_group *g, struct pc_error *err);
 /* Stop every started member (split: pc_map_stop_split for each; all must be complete). */
 int  pc_group_stop(struct pc_group *g, bool split, struct pc_error *err);
 /*

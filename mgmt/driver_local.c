@@ -76,30 +76,6 @@ static json_t *map_show(struct mgmt_driver *d, const char *name, int *r, struct 
     return res;
 }
 
-/* Group support appeared after sessions: without it, mappings one by one. */
-static bool have_groups(struct mgmt_driver *d)
-{
-    struct pc_error e;
-    json_t *res = NULL;
-    int r = lcall(d, false, "group.list", NULL, &res, &e);
-    json_decref(res);
-    return r != -ENOSYS;
-}
-
-/*
- * Does method take param?  Asked without side effects: params are checked
- * for unknown names before required ones (ctl_params_validate), so a
- * request with only that param fails either way, and says which.
- */
-static bool takes_param(struct mgmt_driver *d, const char *method, const char *param)
-{
-    struct pc_error e = { 0 };
-    json_t *res = NULL;
-    int r = lcall(d, false, method, json_pack("{s:b}", param, 1), &res, &e);
-    json_decref(res);
-    return !(r == -EINVAL && strstr(e.msg, "unknown parameter"));
-}
-
 static int check_copyset(struct mgmt_driver *d, const char *h1, const char *t1,
                          struct pc_error *err)
 {
@@ -127,9 +103,9 @@ static int check_copyset(struct mgmt_driver *d, const char *h1, const char *t1,
     return r;
 }
 
-/* L1: create rel (src -> tgt) unless it exists as that. */
+/* L1: create rel (src -> tgt), in group, unless it exists as that. */
 static int ensure_map(struct mgmt_driver *d, const char *rel, const char *src, const char *tgt,
-                      int rate, const char *group, struct pc_error *err)
+                      int rate, const char *group, bool incremental, struct pc_error *err)
 {
     int r;
     json_t *m = map_show(d, rel, &r, err);
@@ -146,6 +122,11 @@ static int ensure_map(struct mgmt_driver *d, const char *rel, const char *src, c
              * before may have raised it). */
             r = lcall(d, true, "map.set", json_pack("{s:s, s:i}", "name", rel, "copy_rate",
                                                     rate), NULL, err);
+        const char *mg = json_string_value(json_object_get(m, "group"));
+        if (r == 0 && group && (!mg || strcmp(mg, group)))
+            /* Made before its group was (an older session): it joins now. */
+            r = lcall(d, true, "map.set", json_pack("{s:s, s:s}", "name", rel, "group", group),
+                      NULL, err);
         json_decref(m);
         return r;
     }
@@ -155,27 +136,24 @@ static int ensure_map(struct mgmt_driver *d, const char *rel, const char *src, c
                           "copy_rate", rate);
     if (group)
         json_object_set_new(p, "group", json_string(group));
-    if (group && takes_param(d, "map.create", "incremental"))
+    /* A session's mappings record changes: a start after a complete copy
+     * copies only what changed since (the incremental refresh). */
+    if (incremental)
         json_object_set_new(p, "incremental", json_true());
     return lcall(d, true, "map.create", p, NULL, err);
 }
 
-static int ensure_all(struct mgmt_driver *d, const struct mgmt_dsession *s, bool groups,
+static int ensure_all(struct mgmt_driver *d, const struct mgmt_dsession *s,
                       struct pc_error *err)
 {
-    int r = 0;
-    if (groups) {
-        json_t *g = NULL;
-        r = lcall(d, false, "group.show", json_pack("{s:s}", "name", s->group), &g, err);
-        json_decref(g);
-        if (r == -ENOENT)
-            r = lcall(d, true, "group.create", json_pack("{s:s}", "name", s->group), NULL, err);
-        if (r < 0)
-            return r;
-    }
+    json_t *g = NULL;
+    int r = lcall(d, false, "group.show", json_pack("{s:s}", "name", s->group), &g, err);
+    json_decref(g);
+    if (r == -ENOENT)
+        r = lcall(d, true, "group.create", json_pack("{s:s}", "name", s->group), NULL, err);
     for (unsigned i = 0; i < s->ncs && r == 0; i++)
-        r = ensure_map(d, s->cs[i].rel, s->cs[i].h1, s->cs[i].t1, s->copy_rate,
-                       groups ? s->group : NULL, err);
+        r = ensure_map(d, s->cs[i].rel, s->cs[i].h1, s->cs[i].t1, s->copy_rate, s->group, true,
+                       err);
     return r;
 }
 
@@ -209,36 +187,53 @@ static int settle(struct mgmt_driver *d, const struct mgmt_dsession *s, bool rev
     }
 }
 
-/* Stop whatever is copying or prepared (a new point in time replaces it). */
-static int stop_active(struct mgmt_driver *d, const struct mgmt_dsession *s, bool groups,
-                       bool reverse, struct pc_error *err)
+/* The group a session's restore mappings start in (one instant for all). */
+static void restore_group(const struct mgmt_dsession *s, char *out, size_t len)
+{
+    snprintf(out, len, "%.58s-r", s->group);
+}
+
+/* Stop whatever is copying or prepared (a new point in time replaces it):
+ * members through their group, once each; others one by one. */
+static int stop_active(struct mgmt_driver *d, const struct mgmt_dsession *s, bool reverse,
+                       struct pc_error *err)
 {
     int r = 0;
-    char st[32];
-    bool any = false;
+    char stopped[2][64] = { "", "" };
     for (unsigned i = 0; i < s->ncs && r == 0; i++) {
         const char *rel = reverse ? s->cs[i].rrel : s->cs[i].rel;
-        map_state(d, rel, st, sizeof st);
-        /* Prepared is where a flash goes anyway (V2); a restore's too is stopped. */
-        if (strcmp(st, "copying") && !(reverse && strcmp(st, "prepared") == 0))
+        struct pc_error e;
+        json_t *m = map_show(d, rel, &r, &e);
+        if (r == -ENOENT) {
+            r = 0;
             continue;
-        any = true;
-        if (!groups || reverse)
+        }
+        const char *st = json_string_value(json_object_get(m, "state"));
+        const char *g = json_string_value(json_object_get(m, "group"));
+        /* Prepared is where a flash goes anyway (V2); a restore's too is stopped. */
+        if (r < 0 || !st ||
+            (strcmp(st, "copying") && !(reverse && strcmp(st, "prepared") == 0))) {
+            json_decref(m);
+            continue;
+        }
+        if (!g)
             r = lcall(d, true, "map.stop", json_pack("{s:s}", "name", rel), NULL, err);
+        else if (strcmp(g, stopped[0]) && strcmp(g, stopped[1])) {
+            r = lcall(d, true, "group.stop", json_pack("{s:s}", "name", g), NULL, err);
+            snprintf(stopped[stopped[0][0] ? 1 : 0], sizeof stopped[0], "%s", g);
+        }
+        json_decref(m);
     }
-    if (r == 0 && any && groups && !reverse)
-        r = lcall(d, true, "group.stop", json_pack("{s:s}", "name", s->group), NULL, err);
     return r < 0 ? r : settle(d, s, reverse, err);
 }
 
 static int prepare(struct mgmt_driver *d, const struct mgmt_dsession *s, struct pc_error *err)
 {
-    bool groups = have_groups(d);
-    int r = ensure_all(d, s, groups, err);
+    int r = ensure_all(d, s, err);
     if (r == 0)
-        r = stop_active(d, s, groups, true, err);   /* a restore in progress */
+        r = stop_active(d, s, true, err);           /* a restore in progress */
     if (r == 0)
-        r = stop_active(d, s, groups, false, err);
+        r = stop_active(d, s, false, err);
     if (r < 0)
         return r;
     bool all_prepared = !d->dry_run;
@@ -249,11 +244,7 @@ static int prepare(struct mgmt_driver *d, const struct mgmt_dsession *s, struct 
     }
     if (all_prepared)
         return 0;                                   /* V2 */
-    if (groups)
-        return lcall(d, true, "group.prepare", json_pack("{s:s}", "name", s->group), NULL, err);
-    for (unsigned i = 0; i < s->ncs && r == 0; i++)
-        r = lcall(d, true, "map.prepare", json_pack("{s:s}", "name", s->cs[i].rel), NULL, err);
-    return r;
+    return lcall(d, true, "group.prepare", json_pack("{s:s}", "name", s->group), NULL, err);
 }
 
 static int flash(struct mgmt_driver *d, const struct mgmt_dsession *s, json_t **info,
@@ -262,26 +253,10 @@ static int flash(struct mgmt_driver *d, const struct mgmt_dsession *s, json_t **
     json_t *res = NULL;
     int r;
     *info = NULL;
-    if (have_groups(d)) {
-        r = lcall(d, true, "group.start", json_pack("{s:s}", "name", s->group), &res, err);
-        if (r == 0 && res)
-            *info = json_pack("{s:O?}", "start_hold_ns", json_object_get(res, "start_hold_ns"));
-        json_decref(res);
-        return r;
-    }
-    /* Without groups (an older daemon): one after another, the longest hold reported. */
-    json_int_t hold = 0;
-    r = 0;
-    for (unsigned i = 0; i < s->ncs && r == 0; i++) {
-        r = lcall(d, true, "map.start", json_pack("{s:s}", "name", s->cs[i].rel), &res, err);
-        json_int_t h = json_integer_value(json_object_get(res, "start_hold_ns"));
-        if (h > hold)
-            hold = h;
-        json_decref(res);
-        res = NULL;
-    }
-    if (r == 0)
-        *info = json_pack("{s:I}", "start_hold_ns", hold);
+    r = lcall(d, true, "group.start", json_pack("{s:s}", "name", s->group), &res, err);   /* V1 */
+    if (r == 0 && res)
+        *info = json_pack("{s:O?}", "start_hold_ns", json_object_get(res, "start_hold_ns"));
+    json_decref(res);
     return r;
 }
 
@@ -317,14 +292,12 @@ static int start_incremental(struct mgmt_driver *d, const struct mgmt_dsession *
 
 static int stop(struct mgmt_driver *d, const struct mgmt_dsession *s, struct pc_error *err)
 {
-    bool groups = have_groups(d);
-    int r = stop_active(d, s, groups, true, err);
-    return r < 0 ? r : stop_active(d, s, groups, false, err);
+    int r = stop_active(d, s, true, err);
+    return r < 0 ? r : stop_active(d, s, false, err);
 }
 
 static int withdraw(struct mgmt_driver *d, const struct mgmt_dsession *s, struct pc_error *err)
 {
-    bool groups = have_groups(d);
     int r = stop(d, s, err);
     for (unsigned i = 0; i < s->ncs && r == 0; i++) {
         const char *rels[2] = { s->cs[i].rrel, s->cs[i].rel };
@@ -340,12 +313,15 @@ static int withdraw(struct mgmt_driver *d, const struct mgmt_dsession *s, struct
                                                            "force", 1), NULL, err);
         }
     }
-    if (r == 0 && groups) {
+    char rg[64];
+    restore_group(s, rg, sizeof rg);
+    const char *groups[2] = { s->group, rg };
+    for (int k = 0; k < 2 && r == 0; k++) {
         json_t *g = NULL;
-        r = lcall(d, false, "group.show", json_pack("{s:s}", "name", s->group), &g, err);
+        r = lcall(d, false, "group.show", json_pack("{s:s}", "name", groups[k]), &g, err);
         json_decref(g);
         if (r == 0)
-            r = lcall(d, true, "group.delete", json_pack("{s:s, s:b}", "name", s->group,
+            r = lcall(d, true, "group.delete", json_pack("{s:s, s:b}", "name", groups[k],
                                                          "force", 1), NULL, err);
         else if (r == -ENOENT)
             r = 0;
@@ -355,8 +331,10 @@ static int withdraw(struct mgmt_driver *d, const struct mgmt_dsession *s, struct
 
 static int restore(struct mgmt_driver *d, const struct mgmt_dsession *s, struct pc_error *err)
 {
-    bool groups = have_groups(d);
+    char rg[64];
+    json_t *g = NULL;
     int r = 0;
+    restore_group(s, rg, sizeof rg);
     for (unsigned i = 0; i < s->ncs && r == 0; i++) {
         json_t *m = map_show(d, s->cs[i].rel, &r, err);
         json_decref(m);
@@ -364,20 +342,22 @@ static int restore(struct mgmt_driver *d, const struct mgmt_dsession *s, struct 
             r = mgmt_fail(err, -ENOENT, "session %s: copy set %s -> %s was never flashed; "
                           "there is nothing to restore from", s->name, s->cs[i].h1,
                           s->cs[i].t1);
-        if (r == 0)
-            r = ensure_map(d, s->cs[i].rrel, s->cs[i].t1, s->cs[i].h1, LOCAL_RESTORE_RATE,
-                           NULL, err);
     }
     if (r == 0)
-        r = stop_active(d, s, groups, true, err);
-    (void)groups;
-    bool with_restore = takes_param(d, "map.start", "restore");
-    for (unsigned i = 0; i < s->ncs && r == 0; i++) {
-        json_t *p = json_pack("{s:s}", "name", s->cs[i].rrel);
-        if (with_restore)
-            json_object_set_new(p, "restore", json_true());
-        r = lcall(d, true, "map.start", p, NULL, err);
+        r = stop_active(d, s, true, err);
+    if (r == 0) {
+        r = lcall(d, false, "group.show", json_pack("{s:s}", "name", rg), &g, err);
+        json_decref(g);
+        if (r == -ENOENT)
+            r = lcall(d, true, "group.create", json_pack("{s:s}", "name", rg), NULL, err);
     }
+    for (unsigned i = 0; i < s->ncs && r == 0; i++)
+        r = ensure_map(d, s->cs[i].rrel, s->cs[i].t1, s->cs[i].h1, LOCAL_RESTORE_RATE, rg,
+                       false, err);
+    /* V1: every H1 becomes its T1 at one instant. */
+    if (r == 0)
+        r = lcall(d, true, "group.start", json_pack("{s:s, s:b}", "name", rg, "restore", 1),
+                  NULL, err);
     return r;
 }
 

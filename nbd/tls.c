@@ -261,7 +261,9 @@ static int tls_load_x509(struct nbd_tls *t, const char *dir, struct pc_error *er
         (size_t)snprintf(crl, sizeof crl, "%s/ca-crl.pem", dir) >= sizeof crl ||
         (size_t)snprintf(cert, sizeof cert, "%s/server-cert.pem", dir) >= sizeof cert ||
         (size_t)snprintf(key, sizeof key, "%s/server-key.pem", dir) >= sizeof key) {
-        set_error(err, -ENAMETOOLONG, "TLS credentials directory %s: path too long", dir);
+        /* The reason first: the path itself may not fit the message. */
+        set_error(err, -ENAMETOOLONG, "TLS credentials directory path too long (%zu bytes): "
+                  "%.80s...", strlen(dir), dir);
         return -ENAMETOOLONG;
     }
     ret = gnutls_certificate_allocate_credentials(&t->x509);

@@ -73,9 +73,10 @@ expect 0 pc session show nightly
 contains "$out" "Target Available"
 contains "$out" "csm-nightly-2"
 
-# Restore: h1 and h2 read as their targets at once; Recovering until copied back.
+# Restore: h1 and h2 read as their targets at once (one group start of the
+# reverse mappings); Recovering until copied back.
 expect 0 pc session restore nightly --json
-check_json '.outcome == "ok" and (.commands | index("map.start {\"name\":\"csm-nightly-1-r\",\"restore\":true}")) != null'
+check_json '.outcome == "ok" and (.commands | index("group.start {\"name\":\"csm-nightly-r\",\"restore\":true}")) != null'
 nbdcopy "$(uri h1)" "$tmp/h1.out" || fail "nbdcopy from h1"
 nbdcopy "$(uri h2)" "$tmp/h2.out" || fail "nbdcopy from h2"
 cmp "$tmp/a.img" "$tmp/h1.out" || fail "h1 is not restored"

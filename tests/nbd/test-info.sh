@@ -3,6 +3,7 @@
 # Description: nbdinfo sees every volume as an export: list, size, block size constraints, flags, map.
 . "$(dirname "$0")/functions.sh"
 requires nbdinfo --version
+requires qemu-io --version
 
 start_pitcopy
 must pc volume create v1 --size 64M
@@ -25,11 +26,16 @@ for want in "block_size_minimum: 4096" "block_size_preferred: 65536" \
     grep -q "$want" <<<"$info" || fail "nbdinfo v1 lacks '$want'"
 done
 
-# base:allocation: the whole volume as one allocated extent, for now.
+# base:allocation: a new volume is sparse, one hole that reads as zeros;
+# written, that range is data (tests/nbd/test-thin.sh covers targets).
 map=$(nbdinfo --map "$(uri v1)") || fail "nbdinfo --map"
 echo "$map"
 [ "$(wc -l <<<"$map")" = 1 ] || fail "expected one extent"
-grep -Eq "^ *0 +$((64 << 20)) +0 +data" <<<"$map" || fail "map of v1"
+grep -Eq "^ *0 +$((64 << 20)) +3 +hole,zero" <<<"$map" || fail "map of v1"
+qemu-io -f raw -c "write -P 0x5a 1M 1M" "$(uri v1)" > /dev/null || fail "qemu-io write"
+map=$(nbdinfo --map "$(uri v1)") || fail "nbdinfo --map"
+echo "$map"
+grep -Eq "^ *$((1 << 20)) +$((1 << 20)) +0 +data" <<<"$map" || fail "written range not data"
 
 # No default export, and no such export: refused, the server goes on.
 if nbdinfo "$(uri "")" > /dev/null 2>&1; then fail "the default export was accepted"; fi

@@ -220,6 +220,53 @@ static void test_restore_then_incremental_restart(void **state)
     tu_check_all(f, s);
 }
 
+/* A group of restores starts at one instant; if one cannot start, none does. */
+static void test_restore_group(void **state)
+{
+    struct tu_eng *f = tu_eng_get(state);
+    struct tu_vol *s1 = tu_vol_new(f, "s1", SIZE), *t1 = tu_vol_new(f, "t1", SIZE);
+    struct tu_vol *s2 = tu_vol_new(f, "s2", SIZE), *t2 = tu_vol_new(f, "t2", SIZE);
+    struct tu_vol *all[] = { s1, t1, s2, t2 };
+    struct pc_error err = { 0 };
+    struct pc_group *g = NULL;
+
+    tu_write(f, s1, 0, SIZE);
+    tu_write(f, s2, 0, SIZE);
+    struct pc_map *p1 = tu_map(f, "p1", s1, t1, G, 0, 0);
+    struct pc_map *p2 = tu_map(f, "p2", s2, t2, G, 0, 0);
+    tu_start(p1, s1, t1);
+    struct pc_map *r1 = tu_map(f, "r1", t1, s1, G, 0, 0);
+    struct pc_map *r2 = tu_map(f, "r2", t2, s2, G, 0, 0);
+    assert_int_equal(pc_group_create(f->e, "rg", &g, &err), 0);
+    assert_int_equal(pc_map_set_group(r1, g, &err), 0);
+    assert_int_equal(pc_map_set_group(r2, g, &err), 0);
+    assert_int_equal(pc_group_start(g, &err), -EINVAL);       /* not as a plain start */
+    /* p2 never started: t2 holds no image, so neither restore starts. */
+    assert_int_equal(pc_group_start_restore(g, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "whole image"));
+    assert_false(tu_info(r1).restoring);
+    tu_check_all(f, s1);
+
+    tu_start(p2, s2, t2);
+    tu_write(f, s1, 0, SIZE / 2);
+    tu_write(f, s2, SIZE / 4, SIZE / 2);
+    assert_int_equal(pc_group_start_restore(g, &err), 0);
+    memcpy(s1->img, t1->img, SIZE);
+    memcpy(s2->img, t2->img, SIZE);
+    struct pc_group_info gi;
+    pc_group_info(g, &gi);
+    assert_int_equal(gi.state, PC_MAP_COPYING);
+    assert_int_equal(tu_info(r1).start_hold_ns, tu_info(r2).start_hold_ns);   /* one hold */
+    check(f, all, 4);
+    tu_write(f, s2, G, 3 * G);
+    check(f, all, 4);
+    assert_int_equal(pc_map_set_copy_rate(r1, PC_RATE_UNLIMITED, &err), 0);
+    assert_int_equal(pc_map_set_copy_rate(r2, PC_RATE_UNLIMITED, &err), 0);
+    tu_wait(r1, PC_MAP_IDLE_OR_COPIED);
+    tu_wait(r2, PC_MAP_IDLE_OR_COPIED);
+    check(f, all, 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -228,6 +275,7 @@ int main(void)
         TU_BOTH(test_restore_from_full_copy),
         TU_BOTH(test_restore_rules),
         TU_BOTH(test_restore_then_incremental_restart),
+        TU_BOTH(test_restore_group),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,6 +2,7 @@
 /* Description: NBD over TLS (pre-shared keys) with a raw client: when TLS is required every option but STARTTLS and ABORT gets NBD_REP_ERR_TLS_REQD and EXPORT_NAME hangs up; STARTTLS takes no data, no plain text after it, and forgets what came before; 32 MiB READs and WRITEs and a full pipe round-trip through non-blocking records; a wrong key fails only its own handshake; credential files that are not private or not well formed are refused naming file and line, never the key; plain TCP beyond loopback is refused. */
 #include <endian.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -536,6 +537,56 @@ static void test_bad_credentials(void **state)
     assert_int_equal(try_start(x, &o, &err), -ENOENT);
     printf("refused: %s\n", err.msg);
     assert_non_null(strstr(err.msg, "pki/ca-cert.pem: No such file or directory"));
+
+    /* A CA that is not one, a CA file with no certificate in it. */
+    char ca[4300];
+    snprintf(ca, sizeof ca, "%s/ca-cert.pem", dir);
+    static const char *const bad_ca[] = {
+        "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n",
+        "a text file with no certificate in it\n",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        FILE *fc = fopen(ca, "w");
+        assert_non_null(fc);
+        fputs(bad_ca[i], fc);
+        fclose(fc);
+        o = (struct nbd_server_opts){ .tls = NBD_TLS_REQUIRE, .tls_creds_dir = dir,
+                                      .tls_verify_peer = true };
+        assert_true(try_start(x, &o, &err) < 0);
+        printf("refused: %s\n", err.msg);
+        assert_non_null(strstr(err.msg, "TLS CA certificate "));
+        assert_non_null(strstr(err.msg, "pki/ca-cert.pem"));
+    }
+    unlink(ca);
+
+    /* A credentials directory whose file names do not fit a path. */
+    char *longdir = malloc(PATH_MAX);
+    assert_non_null(longdir);
+    memset(longdir, 'd', PATH_MAX - 1);
+    longdir[0] = '/';
+    longdir[PATH_MAX - 10] = 0;
+    o = (struct nbd_server_opts){ .tls = NBD_TLS_REQUIRE, .tls_creds_dir = longdir };
+    assert_int_equal(try_start(x, &o, &err), -ENAMETOOLONG);
+    printf("refused: %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "too long"));
+    free(longdir);
+
+    /* PSK: a user name past 255 bytes; a file that is not text. */
+    char *text2 = malloc(1024);
+    assert_non_null(text2);
+    memset(text2, 'u', 300);
+    snprintf(text2 + 300, 1024 - 300, ":%s\n", key_hex);
+    o = (struct nbd_server_opts){ .tls = NBD_TLS_REQUIRE };
+    o.tls_psk_file = write_file(x, "long.psk", text2, 0600);
+    assert_int_equal(try_start(x, &o, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "user name longer than 255 bytes"));
+    free(text2);
+    int bfd = open(x->psk, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    assert_true(bfd >= 0);
+    assert_int_equal(write(bfd, "alice\0:00", 10), 10);
+    close(bfd);
+    assert_int_equal(try_start(x, &o, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "is not text"));
 
     /* Options that do not fit together. */
     o = (struct nbd_server_opts){ .tls = NBD_TLS_ON };

@@ -65,13 +65,18 @@ int cmd_system_add(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *type = NULL, *host = NULL, *port = NULL, *user = NULL, *key = NULL;
     const char *kh = NULL, *rest = NULL, *pwf = NULL, *ca = NULL;
-    bool insecure = false;
+    const char *hmc = NULL, *via = NULL, *image = NULL, *dscli = NULL;   /* ds8000 */
+    bool insecure = false, tgtinhibit = false;
     struct args_opt opts[] = { ARGS_OPT_VALUE("type", &type), ARGS_OPT_VALUE("host", &host),
                                ARGS_OPT_VALUE("port", &port), ARGS_OPT_VALUE("user", &user),
                                ARGS_OPT_VALUE("key", &key), ARGS_OPT_VALUE("known-hosts", &kh),
                                ARGS_OPT_VALUE("rest", &rest),
                                ARGS_OPT_VALUE("password-file", &pwf),
                                ARGS_OPT_VALUE("cacert", &ca), ARGS_OPT_FLAG("insecure", &insecure),
+                               ARGS_OPT_VALUE("hmc", &hmc), ARGS_OPT_VALUE("via", &via),
+                               ARGS_OPT_VALUE("storage-image", &image),
+                               ARGS_OPT_VALUE("dscli", &dscli),
+                               ARGS_OPT_FLAG("tgtinhibit", &tgtinhibit),
                                CLI_COMMON_OPTS(ctx), ARGS_OPT_END };
     struct args a;
     json_t *res;
@@ -79,7 +84,7 @@ int cmd_system_add(struct cli_ctx *ctx, int argc, char **argv)
     if (rc >= 0)
         return rc;
     if (!type)
-        return cli_usage_error(ctx, "--type is required (local or svc)");
+        return cli_usage_error(ctx, "--type is required (local, svc or ds8000)");
     json_t *p = json_pack("{s:s, s:s}", "name", a.pos[0], "type", type);
     if (host)
         json_object_set_new(p, "host", json_string(host));
@@ -89,6 +94,21 @@ int cmd_system_add(struct cli_ctx *ctx, int argc, char **argv)
         json_object_set_new(p, "user", json_string(user));
     if (insecure)
         json_object_set_new(p, "insecure", json_true());
+    if (hmc)
+        json_object_set_new(p, "hmc", json_string(hmc));
+    if (via)
+        json_object_set_new(p, "via", json_string(via));
+    if (image)
+        json_object_set_new(p, "storage_image", json_string(image));
+    if (tgtinhibit)
+        json_object_set_new(p, "tgtinhibit", json_true());
+    /* A dscli given with a path: absolute (the daemon has another cwd). */
+    if (dscli && !strchr(dscli, '/'))
+        json_object_set_new(p, "dscli", json_string(dscli));
+    else if ((rc = abs_file(ctx, "dscli", dscli, p, "dscli"))) {
+        json_decref(p);
+        return rc;
+    }
     if (port) {
         char *end;
         long v = strtol(port, &end, 10);

@@ -61,7 +61,9 @@
  *     system.add        {name, type, host?, port?, user?, key?, known_hosts?,
  *                        rest?, password_file?, cacert?, insecure?} → SYSTEM
  *         type svc: host (SSH) or rest (https URL); paths absolute; the
- *         password file is checked (owner, 0600) and only its path is kept
+ *         password file is checked (owner, 0600) and only its path is kept;
+ *         type ds8000 {hmc, user, password_file, via? (rest|dscli),
+ *         storage_image?, cacert?, insecure?, dscli?, tgtinhibit?}
  *     system.list       {}                        → {systems: [SYSTEM]}
  *     system.show | system.remove {name}          → SYSTEM | {name, removed}
  *     system.clock      {set?}                    → {now, epoch_ms, test_clock}

@@ -11,7 +11,8 @@
 #include "mgmt/driver.h"
 #include "mgmt/svc.h"
 
-static const struct mgmt_driver_ops *const drivers[] = { &driver_local_ops, &driver_svc_ops };
+static const struct mgmt_driver_ops *const drivers[] = { &driver_local_ops, &driver_svc_ops,
+                                                         &driver_ds8000_ops };
 
 const struct mgmt_driver_ops *driver_find(const char *type)
 {
@@ -23,7 +24,7 @@ const struct mgmt_driver_ops *driver_find(const char *type)
 
 const char *driver_types(void)
 {
-    return "local, svc";
+    return "local, svc, ds8000";
 }
 
 void driver_close(struct mgmt_driver *d)

@@ -123,5 +123,6 @@ void driver_global_cleanup(void);
 
 extern const struct mgmt_driver_ops driver_local_ops;   /* driver_local.c */
 extern const struct mgmt_driver_ops driver_svc_ops;     /* driver_svc.c */
+extern const struct mgmt_driver_ops driver_ds8000_ops;  /* driver_ds8000.c */
 
 #endif

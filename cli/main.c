@@ -344,7 +344,10 @@ static const struct cli_cmd commands[] = {
       "       system add NAME --type svc --host HOST [--port 22] --user USER [--key FILE]\n"
       "                  [--known-hosts FILE]\n"
       "       system add NAME --type svc --rest https://HOST:7443 --user USER\n"
-      "                  --password-file FILE [--cacert FILE] [--insecure]",
+      "                  --password-file FILE [--cacert FILE] [--insecure]\n"
+      "       system add NAME --type ds8000 --hmc HOST[:PORT] --user USER\n"
+      "                  --password-file FILE [--via rest|dscli] [--storage-image ID]\n"
+      "                  [--cacert FILE] [--insecure] [--dscli PATH] [--tgtinhibit]",
       "Add a storage system sessions can use.  Type local is this daemon's own\n"
       "engine (the copy sets' volumes are its volumes).  Type svc is an IBM\n"
       "Spectrum Virtualize array (SVC, Storwize, FlashSystem): the array makes\n"
@@ -352,7 +355,7 @@ static const struct cli_cmd commands[] = {
       "Nothing is sent to the array until a session uses it.\n"
       "\n"
       "Options:\n"
-      "  --type TYPE            local or svc\n"
+      "  --type TYPE            local, svc or ds8000\n"
       "  --host HOST            svc over SSH: the array's management address; the\n"
       "                         system ssh client runs with BatchMode=yes and\n"
       "                         StrictHostKeyChecking=yes, your ~/.ssh/config,\n"
@@ -367,13 +370,25 @@ static const struct cli_cmd commands[] = {
       "                         yours and mode 0600; it is read at each login, the\n"
       "                         catalog keeps only its path\n"
       "  --cacert FILE          REST: the CA that signed the array's certificate\n"
-      "  --insecure             REST: do not verify the array's certificate\n" STATE_HELP
+      "  --insecure             REST: do not verify the array's certificate\n"
+      "  --hmc HOST[:PORT]      ds8000: the HMC (REST on port 8452 unless given)\n"
+      "  --via rest|dscli       ds8000: REST with libcurl (default), or the dscli\n"
+      "                         command line, given -pwfile FILE (never the password)\n"
+      "  --storage-image ID     ds8000: -dev ID on dscli commands (IBM.2107-...)\n"
+      "  --dscli PATH           ds8000: the dscli executable (default: dscli in PATH)\n"
+      "  --tgtinhibit           ds8000: inhibit writes to the targets while flashed\n"
+      "Type ds8000 is an IBM DS8000 storage image: a flash is one mkflash of every\n"
+      "copy set (-record -persist, -freeze and unfreezeflash over several LSSs),\n"
+      "a refresh resyncflash, a restore reverseflash -fast, terminate rmflash;\n"
+      "copy sets name volumes in the array's form (0100: LSS 01).\n" STATE_HELP
       "\n"
       "Examples:\n"
       "  pitcopy system add here --type local\n"
       "  pitcopy system add fs9500 --type svc --host fs9500.example.com --user pitcopy\n"
       "  pitcopy system add fs9500 --type svc --rest https://fs9500.example.com:7443 \\\n"
-      "      --user pitcopy --password-file ~/.config/pitcopy/fs9500.pw\n" },
+      "      --user pitcopy --password-file ~/.config/pitcopy/fs9500.pw\n"
+      "  pitcopy system add ds8k --type ds8000 --hmc hmc1.example.com --user pitcopy \\\n"
+      "      --password-file ~/.config/pitcopy/ds8k.pw --via dscli\n" },
     { "system", "list", cmd_system_list,
       "system list [--json]",
       "List the storage systems and how many sessions use each.\n"

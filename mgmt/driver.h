@@ -7,9 +7,9 @@
  *   (one per copy set: H1 -> T1) and, where the system has them, one
  *   consistency group.  `local` (driver_local.c) drives this daemon's own
  *   engine through its control methods; `svc` (driver_svc.c) issues a
- *   Spectrum Virtualize array's commands over SSH or REST; `ds8000` and
- *   `zos` will issue theirs (dscli, REST, z/OSMF jobs) behind the same
- *   calls.  A system's connection (host, user, key, REST URL...)
+ *   Spectrum Virtualize array's commands over SSH or REST;
+ *   `ds8000` (driver_ds8000.c) a DS8000's dscli commands or REST requests;
+ *   `zos` will submit z/OSMF jobs behind the same calls.  A system's connection (host, user, key, REST URL...)
  *   is validated by the driver's configure() at `system add` and kept in
  *   the catalog (systems.options); a driver gets it in d->options.
  *

@@ -147,6 +147,7 @@ int cmd_system_add(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_system_list(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_system_show(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_system_remove(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_zos_add(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_system_clock(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_session_create(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_session_add_copyset(struct cli_ctx *ctx, int argc, char **argv);

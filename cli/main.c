@@ -389,6 +389,34 @@ static const struct cli_cmd commands[] = {
       "      --user pitcopy --password-file ~/.config/pitcopy/fs9500.pw\n"
       "  pitcopy system add ds8k --type ds8000 --hmc hmc1.example.com --user pitcopy \\\n"
       "      --password-file ~/.config/pitcopy/ds8k.pw --via dscli\n" },
+    { "zos", "add", cmd_zos_add,
+      "zos add NAME --zosmf https://HOST[:PORT] --user USER --password-file FILE\n"
+      "        [--cacert FILE] [--insecure] [--apar-applied] [--device DEVN=VOL]...\n"
+      "        [--systems DS8K[,DS8K...]]",
+      "Add a z/OS connection (the z/OS management option): a ds8000 session set\n"
+      "with --zos NAME flashes by submitting a z/OSMF batch job (IKJEFT01) of\n"
+      "FCESTABL ... ACTION(FREEZE) for every copy set and FCWITHDR ... ACTION(THAW)\n"
+      "per LSS, waits for it and reads its SYSTSPRT; terminate runs FCWITHDR.\n"
+      "Before a job is sent pitcopy checks, and names what fails: the session's\n"
+      "storage system is one of --systems, APAR OA59561 is declared applied, and\n"
+      "every volume has a device number.  It shows in `system list` as type zos.\n"
+      "\n"
+      "Options:\n"
+      "  --zosmf URL            z/OSMF's https:// address (PUT URL/zosmf/restjobs/jobs)\n"
+      "  --user USER            the TSO user jobs run as\n"
+      "  --password-file FILE   the password, one line; yours, mode 0600\n"
+      "  --cacert FILE          the CA that signed z/OSMF's certificate\n"
+      "  --insecure             do not verify z/OSMF's certificate\n"
+      "  --apar-applied         declare APAR OA59561 applied on this system\n"
+      "  --device DEVN=VOL      the z/OS device number of DS8000 volume VOL (online)\n"
+      "  --systems LIST         the ds8000 systems whose volumes this z/OS reaches\n"
+      STATE_HELP
+      "\n"
+      "Example:\n"
+      "  pitcopy zos add sys1 --zosmf https://sys1.example.com --user PITCOPY \\\n"
+      "      --password-file ~/.config/pitcopy/sys1.pw --apar-applied --systems ds8k \\\n"
+      "      --device 8100=0100 --device 8200=0200\n"
+      "  pitcopy session set nightly --zos sys1 --fallback direct\n" },
     { "system", "list", cmd_system_list,
       "system list [--json]",
       "List the storage systems and how many sessions use each.\n"
@@ -465,7 +493,8 @@ static const struct cli_cmd commands[] = {
       "  --force           terminate first\n" STATE_HELP },
     { "session", "set", cmd_session_set,
       "session set NAME [--pre-flash CMD] [--post-flash CMD] [--hook-timeout S]\n"
-      "            [--copy-rate RATE] [--description TEXT]",
+      "            [--copy-rate RATE] [--description TEXT] [--zos NAME]\n"
+      "            [--fallback direct|none]",
       "Change a session's settings.  The hooks run with /bin/sh -c in their own\n"
       "process group, with PITCOPY_SESSION, PITCOPY_ACTION, PITCOPY_HOOK\n"
       "(pre-flash or post-flash), PITCOPY_STATE_DIR and, for the post-flash hook,\n"
@@ -483,7 +512,12 @@ static const struct cli_cmd commands[] = {
       "  --hook-timeout S  seconds each hook may run, 1-86400 (default 300)\n"
       "  --copy-rate RATE  0-150: background copy of the flash (default 0: none;\n"
       "                    start and initiate-background-copy use 100 then)\n"
-      "  --description T   free text\n" STATE_HELP
+      "  --description T   free text\n"
+      "  --zos NAME        ds8000 sessions: flash and terminate through the z/OS\n"
+      "                    connection NAME (pitcopy zos add) as z/OSMF jobs of\n"
+      "                    FCESTABL/FCWITHDR (\"\" routes them direct again)\n"
+      "  --fallback MODE   direct: when z/OSMF is unreachable, use the storage\n"
+      "                    system's own path; none (default): fail\n" STATE_HELP
       "\n"
       "Example:\n"
       "  pitcopy session set nightly --pre-flash 'db-ctl quiesce' \\\n"

@@ -208,7 +208,10 @@ static int int_opt(struct cli_ctx *ctx, const char *flag, const char *s, long lo
 int cmd_session_set(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *pre = NULL, *post = NULL, *timeout = NULL, *desc = NULL, *rate = NULL;
+    const char *zos = NULL, *fallback = NULL;
     struct args_opt opts[] = {
+        ARGS_OPT_VALUE("zos", &zos),
+        ARGS_OPT_VALUE("fallback", &fallback),
         ARGS_OPT_VALUE("pre-flash", &pre),
         ARGS_OPT_VALUE("post-flash", &post),
         ARGS_OPT_VALUE("hook-timeout", &timeout),
@@ -220,10 +223,15 @@ int cmd_session_set(struct cli_ctx *ctx, int argc, char **argv)
     int rc = cli_parse(ctx, argc, argv, opts, &a, 1, 1);
     if (rc >= 0)
         return rc;
-    if (!pre && !post && !timeout && !desc && !rate)
+    if (!pre && !post && !timeout && !desc && !rate && !zos && !fallback)
         return cli_usage_error(ctx, "give at least one of --pre-flash, --post-flash, "
-                               "--hook-timeout, --description, --copy-rate");
+                               "--hook-timeout, --description, --copy-rate, --zos, "
+                               "--fallback");
     json_t *p = json_pack("{s:s}", "name", a.pos[0]);
+    if (zos)
+        json_object_set_new(p, "zos", json_string(zos));
+    if (fallback)
+        json_object_set_new(p, "zos_fallback", json_string(fallback));
     if (pre)
         json_object_set_new(p, "pre_flash", json_string(pre));
     if (post)

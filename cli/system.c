@@ -188,3 +188,55 @@ int cmd_system_clock(struct cli_ctx *ctx, int argc, char **argv)
     json_decref(res);
     return CLI_OK;
 }
+
+/* `pitcopy zos add`: a system of type zos (mgmt/zos.h), a z/OS connection. */
+int cmd_zos_add(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const char *url = NULL, *user = NULL, *pwf = NULL, *ca = NULL, *systems = NULL;
+    const char *dev[256];
+    unsigned ndev = 0;
+    bool insecure = false, apar = false;
+    struct args_opt opts[] = { ARGS_OPT_VALUE("zosmf", &url), ARGS_OPT_VALUE("user", &user),
+                               ARGS_OPT_VALUE("password-file", &pwf),
+                               ARGS_OPT_VALUE("cacert", &ca), ARGS_OPT_FLAG("insecure", &insecure),
+                               ARGS_OPT_FLAG("apar-applied", &apar),
+                               ARGS_OPT_MULTI("device", dev, &ndev, 256),
+                               ARGS_OPT_VALUE("systems", &systems),
+                               CLI_COMMON_OPTS(ctx), ARGS_OPT_END };
+    struct args a;
+    json_t *res;
+    int rc = cli_parse(ctx, argc, argv, opts, &a, 1, 1);
+    if (rc >= 0)
+        return rc;
+    if (!url || !user || !pwf)
+        return cli_usage_error(ctx, "--zosmf https://HOST, --user and --password-file are "
+                               "required");
+    json_t *p = json_pack("{s:s, s:s, s:s, s:s}", "name", a.pos[0], "type", "zos", "zosmf",
+                          url, "user", user);
+    if (insecure)
+        json_object_set_new(p, "insecure", json_true());
+    if (apar)
+        json_object_set_new(p, "apar_applied", json_true());
+    if (systems)
+        json_object_set_new(p, "systems", json_string(systems));
+    char devs[4096] = "";
+    size_t n = 0;
+    for (unsigned i = 0; i < ndev && n < sizeof devs; i++)
+        n += (size_t)snprintf(devs + n, sizeof devs - n, "%s%s", i ? "," : "", dev[i]);
+    if (ndev)
+        json_object_set_new(p, "devices", json_string(devs));
+    if ((rc = abs_file(ctx, "password-file", pwf, p, "password_file")) ||
+        (rc = abs_file(ctx, "cacert", ca, p, "cacert"))) {
+        json_decref(p);
+        return rc;
+    }
+    rc = cli_call(ctx, "system.add", p, CLI_TIMEOUT_MS, &res);
+    if (rc)
+        return rc;
+    if (ctx->json)
+        out_json(res);
+    else
+        printf("z/OS connection %s added: %s\n", out_str(res, "name"), out_str(res, "address"));
+    json_decref(res);
+    return CLI_OK;
+}

@@ -126,7 +126,7 @@ struct ctl_param {
     int64_t         min, max;     /* CTL_P_INT */
 };
 
-#define CTL_MAX_PARAMS 20
+#define CTL_MAX_PARAMS 24
 #define CTL_TEXT_MAX   4096
 
 struct ctl_method {

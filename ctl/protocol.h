@@ -63,7 +63,10 @@
  *         type svc: host (SSH) or rest (https URL); paths absolute; the
  *         password file is checked (owner, 0600) and only its path is kept;
  *         type ds8000 {hmc, user, password_file, via? (rest|dscli),
- *         storage_image?, cacert?, insecure?, dscli?, tgtinhibit?}
+ *         storage_image?, cacert?, insecure?, dscli?, tgtinhibit?};
+ *         type zos (a z/OS connection) {zosmf, user, password_file,
+ *         cacert?, insecure?, apar_applied?, devices? "DEVN=VOL,...",
+ *         systems? "DS8K,..."}
  *     system.list       {}                        → {systems: [SYSTEM]}
  *     system.show | system.remove {name}          → SYSTEM | {name, removed}
  *     system.clock      {set?}                    → {now, epoch_ms, test_clock}

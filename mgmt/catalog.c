@@ -87,6 +87,10 @@ static const char *const migrations[] = {
     "  last_run     INTEGER,"
     "  last_outcome TEXT,"
     "  last_message TEXT);",
+
+    /* 3: a session's z/OS connection (zos.h) and its fallback. */
+    "ALTER TABLE sessions ADD COLUMN zos TEXT;"
+    "ALTER TABLE sessions ADD COLUMN zos_fallback TEXT;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == MGMT_SCHEMA_VERSION,

@@ -12,7 +12,8 @@
 #include "mgmt/svc.h"
 
 static const struct mgmt_driver_ops *const drivers[] = { &driver_local_ops, &driver_svc_ops,
-                                                         &driver_ds8000_ops };
+                                                         &driver_ds8000_ops,
+                                                         &driver_zos_ops };
 
 const struct mgmt_driver_ops *driver_find(const char *type)
 {
@@ -24,7 +25,7 @@ const struct mgmt_driver_ops *driver_find(const char *type)
 
 const char *driver_types(void)
 {
-    return "local, svc, ds8000";
+    return "local, svc, ds8000, zos";
 }
 
 void driver_close(struct mgmt_driver *d)

@@ -108,6 +108,11 @@ struct mgmt_driver {
     const json_t *options;      /* its connection (configure); borrowed */
     const char   *state_dir;    /* the daemon's (for sockets a driver keeps) */
     void         *priv;         /* the driver's own, for one action */
+    /* The session's z/OS connection (zos.h), or NULL: flash and terminate
+     * go through it; zos_fallback: to the storage path when unreachable. */
+    const char   *zos_name;
+    const json_t *zos;
+    bool          zos_fallback;
 };
 
 /* driver.c */
@@ -124,5 +129,6 @@ void driver_global_cleanup(void);
 extern const struct mgmt_driver_ops driver_local_ops;   /* driver_local.c */
 extern const struct mgmt_driver_ops driver_svc_ops;     /* driver_svc.c */
 extern const struct mgmt_driver_ops driver_ds8000_ops;  /* driver_ds8000.c */
+extern const struct mgmt_driver_ops driver_zos_ops;     /* zos.c */
 
 #endif

@@ -50,6 +50,7 @@
 
 #include "mgmt/driver.h"
 #include "mgmt/svc.h"
+#include "mgmt/zos.h"
 
 #define DS_REST_PORT        8452
 #define DS_MAX_TARGETS      12
@@ -696,6 +697,54 @@ static unsigned lss_of(const struct ds_pairs *p, char (*lss)[3], const char **pt
     return n;
 }
 
+/*
+ * The flash as one z/OS job: FCWITHDR of the reversed pairs a restore left,
+ * FCESTABL ... ACTION(FREEZE) of every pair (consecutive ones are one
+ * establish: one point in time, all or none), FCWITHDR ... ACTION(THAW) of
+ * one device per source LSS.
+ */
+static int zos_establish(struct mgmt_driver *d, const struct mgmt_dsession *s,
+                         const struct ds_pairs *p, const struct ds_pairs *rev, bool nocopy,
+                         struct pc_error *err)
+{
+    char in[12000], lss[256][3];
+    const char *lssp[256];
+    size_t n = 0;
+    for (unsigned i = 0; i < rev->n; i++)
+        n += (size_t)snprintf(in + n, sizeof in - n, " FCWITHDR SDEVN(X'%s') TDEVN(X'%s')\n",
+                              zos_devn(d->zos, rev->src[i]), zos_devn(d->zos, rev->tgt[i]));
+    for (unsigned i = 0; i < p->n && n < sizeof in; i++)
+        n += (size_t)snprintf(in + n, sizeof in - n, " FCESTABL SDEVN(X'%s') TDEVN(X'%s') -\n"
+                              "          MODE(%s) INCREMENTAL(YES) ACTION(FREEZE)\n",
+                              zos_devn(d->zos, p->src[i]), zos_devn(d->zos, p->tgt[i]),
+                              nocopy ? "NOCOPY" : "COPY");
+    unsigned nlss = lss_of(p, lss, lssp);
+    for (unsigned k = 0; k < nlss && n < sizeof in; k++)
+        for (unsigned i = 0; i < p->n; i++)
+            if (strncmp(p->src[i], lssp[k], 2) == 0) {
+                n += (size_t)snprintf(in + n, sizeof in - n, " FCWITHDR DEVN(X'%s') "
+                                      "ACTION(THAW)\n", zos_devn(d->zos, p->src[i]));
+                break;
+            }
+    if (n >= sizeof in)
+        return mgmt_fail(err, -E2BIG, "session %s: too many copy sets for one z/OS job",
+                         s->name);
+    return zos_run_job(d, "FLASH", in, err);
+}
+
+/* Z2: with --fallback direct an unreachable z/OSMF means the storage path. */
+static bool zos_fall_back(struct mgmt_driver *d, int r, const struct pc_error *err)
+{
+    if (r != -EHOSTUNREACH || !d->zos_fallback)
+        return false;
+    char line[600];
+    snprintf(line, sizeof line, "fallback: %s; going direct to system %s", err->msg,
+             d->system);
+    json_array_append_new(d->commands, json_string(line));
+    mgmt_log("%s", line);
+    return true;
+}
+
 static int establish(struct mgmt_driver *d, const struct mgmt_dsession *s, bool nocopy,
                      json_t **info, struct pc_error *err)
 {
@@ -715,6 +764,23 @@ static int establish(struct mgmt_driver *d, const struct mgmt_dsession *s, bool 
     }
     if (r < 0)
         return r;
+    if (d->zos) {
+        if ((r = zos_check(d, s, err)) < 0)
+            return r;
+        r = zos_establish(d, s, &p, &rev, nocopy, err);
+        if (!zos_fall_back(d, r, err)) {
+            if (r == 0)
+                *info = json_pack("{s:s}", "how", "z/OS");
+            else if (r == -EHOSTUNREACH) {
+                char why[sizeof err->msg];
+                snprintf(why, sizeof why, "%s", err->msg);
+                r = mgmt_fail(err, r, "%s; nothing was flashed (`pitcopy session set %s "
+                              "--fallback direct` flashes through the storage system "
+                              "instead)", why, s->name);
+            }
+            return r;
+        }
+    }
     if (rev.n && (r = ds_change(d, "rmflash", 0, &rev, NULL, 0, "of the restore's "
                                 "relationships", err)) < 0)
         return r;
@@ -793,8 +859,22 @@ static int withdraw(struct mgmt_driver *d, const struct mgmt_dsession *s, struct
         }
     if (r < 0)
         return r;
-    return gone.n ? ds_change(d, "rmflash", 0, &gone, NULL, 0, "of the session's "
-                              "relationships", err) : 0;                       /* V2 */
+    if (gone.n == 0)
+        return 0;                                                              /* V2 */
+    if (d->zos) {
+        if ((r = zos_check(d, s, err)) < 0)
+            return r;
+        char in[8192];
+        size_t n = 0;
+        for (unsigned i = 0; i < gone.n && n < sizeof in; i++)
+            n += (size_t)snprintf(in + n, sizeof in - n, " FCWITHDR SDEVN(X'%s') "
+                                  "TDEVN(X'%s')\n", zos_devn(d->zos, gone.src[i]),
+                                  zos_devn(d->zos, gone.tgt[i]));
+        r = zos_run_job(d, "WITHDRAW", in, err);
+        if (!zos_fall_back(d, r, err))
+            return r;
+    }
+    return ds_change(d, "rmflash", 0, &gone, NULL, 0, "of the session's relationships", err);
 }
 
 static int restore(struct mgmt_driver *d, const struct mgmt_dsession *s, struct pc_error *err)

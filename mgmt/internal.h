@@ -62,7 +62,7 @@ json_t *mgmt_time_json(int64_t ms);   /* null for 0 */
 bool    mgmt_name_ok(const char *s, size_t max);
 
 /* catalog.c */
-#define MGMT_SCHEMA_VERSION 2
+#define MGMT_SCHEMA_VERSION 3
 /*
  * Open path, apply the migrations it lacks (each in a transaction), set
  * WAL and the busy timeout, check it.  -EUCLEAN for a corrupt file or one

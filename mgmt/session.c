@@ -46,6 +46,7 @@ struct sess {
     const char               *name;
     char                      system_type[32];
     json_t                   *options;  /* the system's connection */
+    json_t                   *zos;      /* its z/OS connection's, or NULL */
     struct mgmt_dsession      ds;
     const struct mgmt_driver_ops *ops;
 };
@@ -54,6 +55,7 @@ static void sess_free(struct sess *s)
 {
     json_decref(s->row);
     json_decref(s->options);
+    json_decref(s->zos);
     free(s->ds.cs);
     memset(s, 0, sizeof *s);
 }
@@ -87,6 +89,17 @@ static int sess_load_locked(struct mgmt *m, const char *name, struct sess *s,
             s->options = json_object();
     }
     json_decref(sys);
+    const char *zos = sstr(s, "zos");
+    if (r == 0 && zos && *zos) {
+        json_t *z = NULL;
+        if (catalog_row(m, NULL, &z, "SELECT options FROM systems WHERE name = ? AND "
+                        "type = 'zos'", "s", zos) == 0)
+            s->zos = json_loads(json_string_value(json_object_get(z, "options")), 0, NULL);
+        json_decref(z);
+        if (!s->zos)
+            r = mgmt_fail(err, -ENOENT, "session %s: its z/OS connection %s does not exist "
+                          "(pitcopy session set %s --zos '')", s->name, zos, s->name);
+    }
     if (r == 0)
         r = catalog_rows(m, err, &rows, "SELECT * FROM copysets WHERE session = ? ORDER BY id",
                          "s", name);
@@ -119,6 +132,10 @@ static void driver_init(struct mgmt *m, struct mgmt_driver *d, const struct sess
     d->system = sstr(s, "system");
     d->options = s->options;
     d->state_dir = m->dir;
+    d->zos = s->zos;
+    d->zos_name = s->zos ? sstr(s, "zos") : NULL;
+    d->zos_fallback = s->zos && sstr(s, "zos_fallback") &&
+                      strcmp(sstr(s, "zos_fallback"), "direct") == 0;
     d->commands = json_array();
     pthread_mutex_lock(&m->lock);
     d->call = m->call;
@@ -212,6 +229,8 @@ static json_t *session_json(struct mgmt *m, struct sess *s, bool live)
     json_object_set(j, "hook_timeout", json_object_get(row, "hook_timeout"));
     json_object_set(j, "copy_rate", json_object_get(row, "copy_rate"));
     json_object_set_new(j, "group", json_string(s->ds.group));
+    json_object_set(j, "zos", json_object_get(row, "zos"));
+    json_object_set(j, "zos_fallback", json_object_get(row, "zos_fallback"));
     json_object_set(j, "last_action", json_object_get(row, "last_action"));
     json_object_set_new(j, "last_action_at", mgmt_time_json(json_integer_value(
                                                  json_object_get(row, "last_action_at"))));
@@ -705,12 +724,31 @@ static int session_remove_copyset(struct mgmt *m, const json_t *p, json_t **out,
 static int session_set(struct mgmt *m, const json_t *p, json_t **out, struct pc_error *err)
 {
     static const char *const keys[] = { "description", "pre_flash", "post_flash",
-                                        "hook_timeout", "copy_rate" };
+                                        "hook_timeout", "copy_rate", "zos", "zos_fallback" };
     const char *name = json_string_value(json_object_get(p, "name"));
     struct sess s;
     int r = 0, n = 0;
     pthread_mutex_lock(&m->lock);
     r = sess_load_locked(m, name, &s, err);
+    const char *zos = json_string_value(json_object_get(p, "zos"));
+    const char *fb = json_string_value(json_object_get(p, "zos_fallback"));
+    if (r == 0 && zos && *zos) {
+        json_t *z = NULL;
+        r = catalog_row(m, err, &z, "SELECT type FROM systems WHERE name = ?", "s", zos);
+        if (r == -ENOENT)
+            r = mgmt_fail(err, -ENOENT, "session %s: no z/OS connection named %s (pitcopy "
+                          "zos add %s ...)", name, zos, zos);
+        else if (r == 0 && strcmp(json_string_value(json_object_get(z, "type")), "zos"))
+            r = mgmt_fail(err, -EINVAL, "session %s: system %s is not a z/OS connection",
+                          name, zos);
+        else if (r == 0 && strcmp(s.system_type, "ds8000"))
+            r = mgmt_fail(err, -EINVAL, "session %s runs on system %s of type %s; only "
+                          "ds8000 sessions can flash through z/OS", name, sstr(&s, "system"),
+                          s.system_type);
+        json_decref(z);
+    }
+    if (r == 0 && fb && *fb && strcmp(fb, "direct") && strcmp(fb, "none"))
+        r = mgmt_fail(err, -EINVAL, "session %s: --fallback %s: use direct or none", name, fb);
     sess_free(&s);
     if (r == 0)
         r = catalog_exec(m, err, "BEGIN IMMEDIATE", NULL);
@@ -733,7 +771,7 @@ static int session_set(struct mgmt *m, const json_t *p, json_t **out, struct pc_
     }
     if (r >= 0 && n == 0)
         r = mgmt_fail(err, -EINVAL, "session.set: give at least one of description, "
-                      "pre_flash, post_flash, hook_timeout, copy_rate");
+                      "pre_flash, post_flash, hook_timeout, copy_rate, zos, zos_fallback");
     struct pc_error ce;
     catalog_exec(m, &ce, r >= 0 ? "COMMIT" : "ROLLBACK", NULL);
     pthread_mutex_unlock(&m->lock);

@@ -17,7 +17,7 @@ zosmfemu_apar applied || fail "apar"
 write_pattern 0100 0x61 0 $M
 write_pattern 1100 0x62 0 $M
 
-add_system ds8k dscli
+add_system ds8k rest
 zos_add()
 {
     local name=$1
@@ -113,7 +113,7 @@ expect_pcm 0 session set nightly --fallback direct
 expect_pcm 0 session flash nightly --json
 check_json '.outcome == "ok" and .session_state.status == "Normal"'
 check_json '[.commands[] | select(startswith("fallback: "))] | length == 1'
-check_json '[.commands[] | select(startswith("dscli mkflash"))] | length == 1'
+check_json '[.commands[] | select(startswith("POST ") and contains("/cs/flashcopies {"))] | length == 1'
 [ "$(relationships | sort | tr '\n' ' ')" = "0100:0200 1100:1200 " ] || fail "after the fallback: $(relationships)"
 expect_pcm 0 session terminate nightly --json
 check_json '.outcome == "ok"'

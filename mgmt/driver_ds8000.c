@@ -63,6 +63,8 @@ struct ds_link {
     bool  rest;
     char  token[256];
     char  base[300];          /* https://HMC:PORT/api/v1 */
+    json_t *snap;             /* dscli: the session's pairs both ways, read in one
+                               * lsflash; NULL once anything was changed */
 };
 
 struct ds_buf {
@@ -87,6 +89,12 @@ static void buf_add(struct ds_buf *b, const char *s, size_t n)
     b->n += n;
     p[b->n] = '\0';
     b->p = p;
+}
+
+static void upper(char *s)
+{
+    for (; *s; s++)
+        *s = (char)toupper((unsigned char)*s);
 }
 
 /* A volume ID as the array spells it: four hex digits, upper case. */
@@ -372,6 +380,10 @@ static int ds_change(struct mgmt_driver *d, const char *verb, unsigned flags,
     int r = 0;
     if (!l)
         return mgmt_fail(err, -ENOMEM, "out of memory");
+    if (!d->dry_run) {
+        json_decref(l->snap);          /* the array changes: read it again */
+        l->snap = NULL;
+    }
     if (!l->rest) {
         char *words[300];
         int w = 0;
@@ -488,14 +500,28 @@ static int ds_change(struct mgmt_driver *d, const char *verb, unsigned flags,
  * The relationships of a volume (as source or target) or of one pair:
  * *rows = [{id, src, tgt, recording, bgcopy, oos}].  0, or -errno.
  */
+static int ds_lsflash_n(struct mgmt_driver *d, const char *const *refs, unsigned nrefs,
+                        json_t **rows, struct pc_error *err);
+
 static int ds_lsflash(struct mgmt_driver *d, const char *ref, json_t **rows,
                       struct pc_error *err)
 {
+    return ds_lsflash_n(d, &ref, 1, rows, err);
+}
+
+static int ds_lsflash_n(struct mgmt_driver *d, const char *const *refs, unsigned nrefs,
+                        json_t **rows, struct pc_error *err)
+{
     struct ds_link *l = link_of(d);
+    const char *ref = refs[0];
     *rows = json_array();
     if (!l->rest) {
-        char *words[] = { "lsflash", "-fmt", "delim", "-delim", ",", "-hdr", "on", "-bnr", "off",
-                          (char *)ref, NULL };
+        char *words[600] = { "lsflash", "-fmt", "delim", "-delim", ",", "-hdr", "on", "-bnr",
+                             "off" };
+        unsigned w = 9;
+        for (unsigned i = 0; i < nrefs && w < 599; i++)
+            words[w++] = (char *)refs[i];
+        words[w] = NULL;
         struct ds_buf out = { 0 };
         int code = 0;
         int r = dscli_run(d, words, &out, &code, err);
@@ -543,6 +569,15 @@ static int ds_lsflash(struct mgmt_driver *d, const char *ref, json_t **rows,
         free(out.p);
         return r;
     }
+    for (unsigned k = 1; k < nrefs; k++) {
+        json_t *more = NULL;
+        int r = ds_lsflash_n(d, &refs[k], 1, &more, err);
+        if (r == 0)
+            json_array_extend(*rows, more);
+        json_decref(more);
+        if (r < 0)
+            return r;
+    }
     char path[200];
     json_t *ans = NULL, *fc;
     size_t i;
@@ -581,8 +616,20 @@ static int ds_exists(struct mgmt_driver *d, const char *src, const char *tgt, js
                      struct pc_error *err)
 {
     char ref[16];
-    json_t *rows;
+    json_t *rows, *snap = link_of(d)->snap, *x;
+    size_t i;
     snprintf(ref, sizeof ref, "%s:%s", src, tgt);
+    if (snap) {                        /* ds_prefetch read it, nothing changed since */
+        if (row)
+            *row = NULL;
+        json_array_foreach(snap, i, x)
+            if (strcmp(ostr(x, "id"), ref) == 0) {
+                if (row)
+                    *row = json_incref(x);
+                return 1;
+            }
+        return 0;
+    }
     int r = ds_lsflash(d, ref, &rows, err);
     if (row)
         *row = NULL;
@@ -592,6 +639,41 @@ static int ds_exists(struct mgmt_driver *d, const char *src, const char *tgt, js
             *row = json_incref(json_array_get(rows, 0));
     }
     json_decref(rows);
+    return r;
+}
+
+/*
+ * dscli: read every pair of the session both ways in one lsflash (a dscli
+ * process each is what makes an action slow); ds_exists answers from it
+ * until ds_change.  REST asks per pair: a GET is cheap.
+ */
+static int ds_prefetch(struct mgmt_driver *d, const struct mgmt_dsession *s,
+                       struct pc_error *err)
+{
+    struct ds_link *l = link_of(d);
+    if (!l || l->rest || s->ncs > 256)
+        return 0;
+    char refs[512][16];
+    const char *rp[512];
+    unsigned n = 0;
+    for (unsigned i = 0; i < s->ncs; i++) {
+        snprintf(refs[n], sizeof refs[n], "%.4s:%.4s", s->cs[i].h1, s->cs[i].t1);
+        upper(refs[n]);
+        rp[n] = refs[n];
+        n++;
+        snprintf(refs[n], sizeof refs[n], "%.4s:%.4s", s->cs[i].t1, s->cs[i].h1);
+        upper(refs[n]);
+        rp[n] = refs[n];
+        n++;
+    }
+    json_decref(l->snap);
+    l->snap = NULL;
+    json_t *rows = NULL;
+    int r = ds_lsflash_n(d, rp, n, &rows, err);
+    if (r == 0)
+        l->snap = rows;
+    else
+        json_decref(rows);
     return r;
 }
 
@@ -611,11 +693,6 @@ static int check_copyset(struct mgmt_driver *d, const char *h1, const char *t1,
     return 0;
 }
 
-static void upper(char *s)
-{
-    for (; *s; s++)
-        *s = (char)toupper((unsigned char)*s);
-}
 
 /* The session's pairs; ids upper-cased into store. */
 static void pairs_of(const struct mgmt_dsession *s, char (*store)[2][8], struct ds_pairs *p,
@@ -643,19 +720,35 @@ static int prepare(struct mgmt_driver *d, const struct mgmt_dsession *s, struct 
         return mgmt_fail(err, -E2BIG, "session %s: %u copy sets; the ds8000 driver takes at "
                          "most 256 in one flash", s->name, s->ncs);
     pairs_of(s, ids, &p, false);
+    /* One read of every source's relationships (duplicates dropped below). */
+    const char *srcs[256];
+    unsigned nsrc = 0;
+    for (unsigned i = 0; i < p.n; i++) {
+        bool seen = false;
+        for (unsigned k = 0; k < nsrc; k++)
+            seen |= strcmp(srcs[k], p.src[i]) == 0;
+        if (!seen)
+            srcs[nsrc++] = p.src[i];
+    }
+    json_t *all = NULL;
+    int r = ds_lsflash_n(d, srcs, nsrc, &all, err);
+    if (r < 0) {
+        json_decref(all);
+        return r;
+    }
     for (unsigned i = 0; i < p.n; i++) {
         unsigned targets = 0, incr = 0;
         char other[16] = "";
         for (unsigned k = 0; k < p.n; k++)
             targets += strcmp(p.src[k], p.src[i]) == 0;
-        json_t *rows, *row;
+        json_t *rows = all, *row, *seen = json_object();
         size_t j;
-        int r = ds_lsflash(d, p.src[i], &rows, err);
-        if (r < 0)
-            return r;
         json_array_foreach(rows, j, row) {
             const char *src = ostr(row, "src"), *tgt = ostr(row, "tgt");
             bool ours = false;
+            if (json_object_get(seen, ostr(row, "id")))
+                continue;
+            json_object_set_new(seen, ostr(row, "id"), json_true());
             for (unsigned k = 0; k < p.n; k++)
                 ours |= (!strcmp(src, p.src[k]) && !strcmp(tgt, p.tgt[k])) ||
                         (!strcmp(src, p.tgt[k]) && !strcmp(tgt, p.src[k]));
@@ -667,7 +760,9 @@ static int prepare(struct mgmt_driver *d, const struct mgmt_dsession *s, struct 
                 snprintf(other, sizeof other, "%s", ostr(row, "id"));
             }
         }
-        json_decref(rows);
+        json_decref(seen);
+        if (targets > DS_MAX_TARGETS || incr > 0)
+            json_decref(all);
         if (targets > DS_MAX_TARGETS)
             return mgmt_fail(err, -E2BIG, "session %s: source volume %s would have %u "
                              "FlashCopy targets; a DS8000 allows %d (nothing was sent)",
@@ -677,6 +772,7 @@ static int prepare(struct mgmt_driver *d, const struct mgmt_dsession *s, struct 
                              "incremental relationship %s; a DS8000 allows one per source "
                              "(nothing was sent)", s->name, p.src[i], other);
     }
+    json_decref(all);
     return 0;
 }
 
@@ -754,6 +850,8 @@ static int establish(struct mgmt_driver *d, const struct mgmt_dsession *s, bool 
     int r = 0;
     *info = NULL;
     pairs_of(s, ids, &p, false);
+    if ((r = ds_prefetch(d, s, err)) < 0)
+        return r;
     /* After a restore the relationships are T1:H1: withdrawn before the flash. */
     for (unsigned i = 0; i < p.n && r >= 0; i++) {
         r = ds_exists(d, p.tgt[i], p.src[i], NULL, err);
@@ -781,8 +879,8 @@ static int establish(struct mgmt_driver *d, const struct mgmt_dsession *s, bool 
             return r;
         }
     }
-    if (rev.n && (r = ds_change(d, "rmflash", 0, &rev, NULL, 0, "of the restore's "
-                                "relationships", err)) < 0)
+    if (rev.n && ((r = ds_change(d, "rmflash", 0, &rev, NULL, 0, "of the restore's "
+                                 "relationships", err)) < 0 || (r = ds_prefetch(d, s, err)) < 0))
         return r;
     bool refresh = true;
     for (unsigned i = 0; i < p.n && refresh; i++) {
@@ -846,7 +944,7 @@ static int withdraw(struct mgmt_driver *d, const struct mgmt_dsession *s, struct
 {
     char ids[256][2][8];
     struct ds_pairs p, gone = { .n = 0 };
-    int r = 0;
+    int r = ds_prefetch(d, s, err);
     pairs_of(s, ids, &p, false);
     for (unsigned i = 0; i < p.n && r >= 0; i++)
         for (int k = 0; k < 2 && r >= 0; k++) {
@@ -882,6 +980,9 @@ static int restore(struct mgmt_driver *d, const struct mgmt_dsession *s, struct 
     char ids[256][2][8];
     struct ds_pairs p;
     pairs_of(s, ids, &p, false);
+    int pr = ds_prefetch(d, s, err);
+    if (pr < 0)
+        return pr;
     for (unsigned i = 0; i < p.n; i++) {
         int r = ds_exists(d, p.src[i], p.tgt[i], NULL, err);
         if (r < 0)
@@ -905,6 +1006,7 @@ static int query(struct mgmt_driver *d, const struct mgmt_dsession *s, json_t **
     struct pc_error e;
     (void)err;
     pairs_of(s, ids, &p, false);
+    ds_prefetch(d, s, &e);         /* else per pair below */
     for (unsigned i = 0; i < p.n; i++) {
         json_t *fw = NULL, *bw = NULL;
         char rel[16];
@@ -1002,6 +1104,7 @@ static void ds_close(struct mgmt_driver *d)
     struct ds_link *l = d->priv;
     if (l) {
         explicit_bzero(l->token, sizeof l->token);
+        json_decref(l->snap);
         free(l);
     }
 }

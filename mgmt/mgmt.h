@@ -7,8 +7,9 @@
  * Role
  *   A *system* is somewhere point-in-time copies are made (type `local`:
  *   this daemon's own engine; `svc`: a Spectrum Virtualize array over SSH or
- *   REST, driver_svc.c; `ds8000`, `zos` later, behind the same
- *   driver interface, driver.h).  A *session* holds *copy sets* (H1 host
+ *   REST, driver_svc.c; `ds8000`: a DS8000 over REST or dscli,
+ *   driver_ds8000.c; `zos`: a z/OS connection a ds8000 session's flash can
+ *   go through, zos.c; behind the same driver interface, driver.h).  A *session* holds *copy sets* (H1 host
  *   volume -> T1 target); one action (flash, start, initiate background
  *   copy, terminate, restore) applies to every copy set at once, the flash
  *   at one point in time through a consistency group.  A flash runs the

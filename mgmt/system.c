@@ -6,7 +6,9 @@
  *   system.add {name, type, connection...}, system.list, system.show
  *   {name}, system.remove {name}.  The type names a driver (driver.h);
  *   `local` is this daemon, `svc` a Spectrum Virtualize array reached by
- *   SSH or REST.  The driver's configure() checks the connection and says
+ *   SSH or REST, `ds8000` a DS8000 (REST or dscli), `zos` a z/OS connection
+ *   (a session using it through sessions.zos counts as using it).  The
+ *   driver's configure() checks the connection and says
  *   what the catalog keeps (systems.options): never a password, only the
  *   file it is read from.  A system some session uses cannot be removed.
  *
@@ -32,8 +34,8 @@ static json_t *system_json(struct mgmt *m, json_t *row)
         opts = json_object();
     if (ops && ops->describe)
         ops->describe(opts, where, sizeof where);
-    if (catalog_rows(m, NULL, &sessions, "SELECT name FROM sessions WHERE system = ? "
-                     "ORDER BY name", "s", name) == 0)
+    if (catalog_rows(m, NULL, &sessions, "SELECT name FROM sessions WHERE system = ?1 "
+                     "OR zos = ?1 ORDER BY name", "s", name) == 0)
         json_array_foreach(sessions, i, s)
             json_array_append(names, json_object_get(s, "name"));
     json_decref(sessions);

@@ -23,7 +23,7 @@ mv "$STATE/catalog.db" "$STATE/catalog.db.bad"
 
 start_serve
 expect 0 pc status --json
-check_json '.mgmt.error == null and .mgmt.schema_version == 2'
+check_json '.mgmt.error == null and .mgmt.schema_version == 3'
 expect 0 pc system add here --type local
 
 # Concurrent CLI calls: every one answered, none lost.

@@ -20,7 +20,7 @@ nbdcopy "$tmp/b.img" "$(uri h2)" || fail "nbdcopy to h2"
 expect 0 pc system add here --type local --json
 check_json '.name == "here" and .type == "local" and .sessions == []'
 expect 1 pc system add other --type ds9999
-contains "$err" "type 'ds9999' is not one pitcopy drives (types: local, svc)"
+contains "$err" "type 'ds9999' is not one pitcopy drives (types: local, svc, ds8000, zos)"
 expect 1 pc system add other --type svc
 contains "$err" "type svc is reached by SSH (--host HOST) or by REST"
 expect 1 pc system add other --type local --host somewhere

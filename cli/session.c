@@ -22,6 +22,9 @@ static void session_print(const json_t *s)
 {
     out_kv("name", "%s", out_str(s, "name"));
     out_kv("system", "%s (%s)", out_str(s, "system"), out_str(s, "system_type"));
+    if (*out_str(s, "zos"))
+        out_kv("z/OS", "%s%s", out_str(s, "zos"),
+               strcmp(out_str(s, "zos_fallback"), "direct") == 0 ? " (fallback: direct)" : "");
     if (*out_str(s, "description"))
         out_kv("description", "%s", out_str(s, "description"));
     out_kv("state", "%s", out_str(s, "state"));

@@ -110,6 +110,8 @@ expect_pcm 0 session show nightly --json
 check_json '.status == "Severe"'
 [ -z "$(relationships)" ] || fail "an unreachable z/OSMF left $(relationships)"
 expect_pcm 0 session set nightly --fallback direct
+expect_pcm 0 session show nightly
+contains "$out" "sys1 (fallback: direct)"
 expect_pcm 0 session flash nightly --json
 check_json '.outcome == "ok" and .session_state.status == "Normal"'
 check_json '[.commands[] | select(startswith("fallback: "))] | length == 1'

@@ -89,8 +89,7 @@ static const char *const migrations[] = {
     "  last_message TEXT);",
 
     /* 3: a session's z/OS connection (zos.h) and its fallback. */
-    "ALTER TABLE sessions ADD COLUMN zos TEXT;"
-    "ALTER TABLE sessions ADD COLUMN zos_fallback TEXT;",
+    "ALTER TABLE sessions ADD COLUMN zos TEXT; ALTER TABLE sessions ADD COLUMN zos_fallback TEXT;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == MGMT_SCHEMA_VERSION,

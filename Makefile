@@ -17,7 +17,7 @@ CC       ?= gcc
 OPT      ?= -O2
 CFLAGS   := -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -pthread -D_GNU_SOURCE \
             -Iinclude -I. $(EXTRA_CFLAGS)
-LDLIBS   := -luring -laio -lxxhash -lgnutls -lsqlite3 -ljansson -pthread -lm
+LDLIBS   := -luring -laio -lxxhash -lgnutls -lsqlite3 -ljansson -lcurl -pthread -lm
 
 ifeq ($(SAN),asan)
   CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -DPC_NO_JEMALLOC

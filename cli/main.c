@@ -340,16 +340,40 @@ static const struct cli_cmd commands[] = {
       "Example:\n"
       "  pitcopy group stop bank\n" },
     { "system", "add", cmd_system_add,
-      "system add NAME --type local",
+      "system add NAME --type local\n"
+      "       system add NAME --type svc --host HOST [--port 22] --user USER [--key FILE]\n"
+      "                  [--known-hosts FILE]\n"
+      "       system add NAME --type svc --rest https://HOST:7443 --user USER\n"
+      "                  --password-file FILE [--cacert FILE] [--insecure]",
       "Add a storage system sessions can use.  Type local is this daemon's own\n"
-      "engine (the copy sets' volumes are its volumes); svc, ds8000 and zos\n"
-      "drivers follow.\n"
+      "engine (the copy sets' volumes are its volumes).  Type svc is an IBM\n"
+      "Spectrum Virtualize array (SVC, Storwize, FlashSystem): the array makes\n"
+      "the copies with its FlashCopy mappings, driven over SSH or its REST API.\n"
+      "Nothing is sent to the array until a session uses it.\n"
       "\n"
       "Options:\n"
-      "  --type TYPE       local\n" STATE_HELP
+      "  --type TYPE            local or svc\n"
+      "  --host HOST            svc over SSH: the array's management address; the\n"
+      "                         system ssh client runs with BatchMode=yes and\n"
+      "                         StrictHostKeyChecking=yes, your ~/.ssh/config,\n"
+      "                         known_hosts and agent\n"
+      "  --port N               SSH port (22)\n"
+      "  --user USER            the array's user name\n"
+      "  --key FILE             SSH: this private key only (else your agent/keys)\n"
+      "  --known-hosts FILE     SSH: the array's host key is in FILE, not in\n"
+      "                         ~/.ssh/known_hosts\n"
+      "  --rest URL             svc over REST: https://HOST:7443 (POST URL/rest/...)\n"
+      "  --password-file FILE   REST: the password, one line; the file must be\n"
+      "                         yours and mode 0600; it is read at each login, the\n"
+      "                         catalog keeps only its path\n"
+      "  --cacert FILE          REST: the CA that signed the array's certificate\n"
+      "  --insecure             REST: do not verify the array's certificate\n" STATE_HELP
       "\n"
-      "Example:\n"
-      "  pitcopy system add here --type local\n" },
+      "Examples:\n"
+      "  pitcopy system add here --type local\n"
+      "  pitcopy system add fs9500 --type svc --host fs9500.example.com --user pitcopy\n"
+      "  pitcopy system add fs9500 --type svc --rest https://fs9500.example.com:7443 \\\n"
+      "      --user pitcopy --password-file ~/.config/pitcopy/fs9500.pw\n" },
     { "system", "list", cmd_system_list,
       "system list [--json]",
       "List the storage systems and how many sessions use each.\n"

@@ -6,8 +6,12 @@
  *   One request each (system.* in ctl/protocol.h), printed as a table or
  *   key/value lines, or the daemon's JSON with --json.
  */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 
@@ -21,6 +25,8 @@ static void system_print(const json_t *s)
                               i ? ", " : "", json_string_value(v));
     out_kv("name", "%s", out_str(s, "name"));
     out_kv("type", "%s", out_str(s, "type"));
+    if (*out_str(s, "address"))
+        out_kv("address", "%s", out_str(s, "address"));
     out_kv("created", "%s", out_str(s, "created"));
     out_kv("sessions", "%s", list[0] ? list : "-");
 }
@@ -41,26 +47,72 @@ static void system_list_print(const json_t *res)
     out_table_free(t);
 }
 
+/* A file option as an absolute path (the daemon has another cwd). */
+static int abs_file(struct cli_ctx *ctx, const char *opt, const char *file, json_t *p,
+                    const char *key)
+{
+    char abs[PATH_MAX];
+    if (!file)
+        return 0;
+    if (!*file || !realpath(file, abs))
+        return cli_usage_error(ctx, "--%s: cannot use '%s': %s", opt, file,
+                               *file ? strerror(errno) : "empty path");
+    json_object_set_new(p, key, json_string(abs));
+    return 0;
+}
+
 int cmd_system_add(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const char *type = NULL;
-    struct args_opt opts[] = { ARGS_OPT_VALUE("type", &type), CLI_COMMON_OPTS(ctx),
-                               ARGS_OPT_END };
+    const char *type = NULL, *host = NULL, *port = NULL, *user = NULL, *key = NULL;
+    const char *kh = NULL, *rest = NULL, *pwf = NULL, *ca = NULL;
+    bool insecure = false;
+    struct args_opt opts[] = { ARGS_OPT_VALUE("type", &type), ARGS_OPT_VALUE("host", &host),
+                               ARGS_OPT_VALUE("port", &port), ARGS_OPT_VALUE("user", &user),
+                               ARGS_OPT_VALUE("key", &key), ARGS_OPT_VALUE("known-hosts", &kh),
+                               ARGS_OPT_VALUE("rest", &rest),
+                               ARGS_OPT_VALUE("password-file", &pwf),
+                               ARGS_OPT_VALUE("cacert", &ca), ARGS_OPT_FLAG("insecure", &insecure),
+                               CLI_COMMON_OPTS(ctx), ARGS_OPT_END };
     struct args a;
     json_t *res;
     int rc = cli_parse(ctx, argc, argv, opts, &a, 1, 1);
     if (rc >= 0)
         return rc;
     if (!type)
-        return cli_usage_error(ctx, "--type is required (local)");
-    rc = cli_call(ctx, "system.add", json_pack("{s:s, s:s}", "name", a.pos[0], "type", type),
-                  CLI_TIMEOUT_MS, &res);
+        return cli_usage_error(ctx, "--type is required (local or svc)");
+    json_t *p = json_pack("{s:s, s:s}", "name", a.pos[0], "type", type);
+    if (host)
+        json_object_set_new(p, "host", json_string(host));
+    if (rest)
+        json_object_set_new(p, "rest", json_string(rest));
+    if (user)
+        json_object_set_new(p, "user", json_string(user));
+    if (insecure)
+        json_object_set_new(p, "insecure", json_true());
+    if (port) {
+        char *end;
+        long v = strtol(port, &end, 10);
+        if (*end || v < 1 || v > 65535) {
+            json_decref(p);
+            return cli_usage_error(ctx, "--port: '%s' is not a port (1-65535)", port);
+        }
+        json_object_set_new(p, "port", json_integer(v));
+    }
+    if ((rc = abs_file(ctx, "key", key, p, "key")) ||
+        (rc = abs_file(ctx, "known-hosts", kh, p, "known_hosts")) ||
+        (rc = abs_file(ctx, "password-file", pwf, p, "password_file")) ||
+        (rc = abs_file(ctx, "cacert", ca, p, "cacert"))) {
+        json_decref(p);
+        return rc;
+    }
+    rc = cli_call(ctx, "system.add", p, CLI_TIMEOUT_MS, &res);
     if (rc)
         return rc;
     if (ctx->json)
         out_json(res);
     else
-        printf("system %s added: type %s\n", out_str(res, "name"), out_str(res, "type"));
+        printf("system %s added: type %s%s%s\n", out_str(res, "name"), out_str(res, "type"),
+               *out_str(res, "address") ? ", " : "", out_str(res, "address"));
     json_decref(res);
     return CLI_OK;
 }

@@ -58,7 +58,10 @@
  *         (map.prepare/start/stop refuse them); force leaves them stand-alone
  *
  *     The management layer (mgmt/mgmt.h), answered without any ctl lock:
- *     system.add        {name, type}              → SYSTEM
+ *     system.add        {name, type, host?, port?, user?, key?, known_hosts?,
+ *                        rest?, password_file?, cacert?, insecure?} → SYSTEM
+ *         type svc: host (SSH) or rest (https URL); paths absolute; the
+ *         password file is checked (owner, 0600) and only its path is kept
  *     system.list       {}                        → {systems: [SYSTEM]}
  *     system.show | system.remove {name}          → SYSTEM | {name, removed}
  *     system.clock      {set?}                    → {now, epoch_ms, test_clock}
@@ -81,6 +84,8 @@
  *     schedule.list     {}                        → {schedules: [SCHEDULE]}
  *     schedule.show | schedule.remove {name}      → SCHEDULE | {name, removed}
  *
+ *     SYSTEM   = {name, type, created, sessions: [name], connection: {...},
+ *                 address: text}
  *     SESSION  = {name, system, system_type, description, state, status,
  *                 message, pre_flash, post_flash, hook_timeout, copy_rate,
  *                 group, last_action, last_action_at, last_freeze_ms,

@@ -6,9 +6,12 @@
  *   A session action is a few driver calls on the session's relationships
  *   (one per copy set: H1 -> T1) and, where the system has them, one
  *   consistency group.  `local` (driver_local.c) drives this daemon's own
- *   engine through its control methods; `svc`, `ds8000` and `zos` will
- *   issue the arrays' commands (svctask, dscli, REST, z/OSMF jobs) behind
- *   the same calls.
+ *   engine through its control methods; `svc` (driver_svc.c) issues a
+ *   Spectrum Virtualize array's commands over SSH or REST; `ds8000` and
+ *   `zos` will issue theirs (dscli, REST, z/OSMF jobs) behind the same
+ *   calls.  A system's connection (host, user, key, REST URL...)
+ *   is validated by the driver's configure() at `system add` and kept in
+ *   the catalog (systems.options); a driver gets it in d->options.
  *
  *   Every driver has a dry run: with d->dry_run set, calls that would
  *   change something only append the exact command or request they would
@@ -54,6 +57,18 @@ struct mgmt_driver;
 
 struct mgmt_driver_ops {
     const char *type;
+    /*
+     * system.add: check the connection params p (host, port, user, key,
+     * known_hosts, rest, password_file, cacert, insecure) for this type;
+     * *options is what the catalog keeps (never a secret, only where one
+     * is).  Does not connect.
+     */
+    int (*configure)(const char *system, const json_t *p, json_t **options,
+                     struct pc_error *err);
+    /* A text for `system show`: where and how the system is reached. */
+    void (*describe)(const json_t *options, char *buf, size_t len);
+    /* Release d->priv (NULL: nothing to release). */
+    void (*close)(struct mgmt_driver *d);
     /* Can h1 -> t1 be a copy set (both exist, same size, t1 free)? */
     int (*check_copyset)(struct mgmt_driver *d, const char *h1, const char *t1,
                          struct pc_error *err);
@@ -89,13 +104,24 @@ struct mgmt_driver {
     json_t       *commands;     /* sent, or with dry_run that would be */
     mgmt_call_fn  call;         /* local: the daemon's control methods */
     void         *call_arg;
+    const char   *system;       /* the system's name, for messages */
+    const json_t *options;      /* its connection (configure); borrowed */
+    const char   *state_dir;    /* the daemon's (for sockets a driver keeps) */
+    void         *priv;         /* the driver's own, for one action */
 };
 
+/* driver.c */
 /* The driver for a system type, or NULL. */
 const struct mgmt_driver_ops *driver_find(const char *type);
-/* "local" (later "svc", "ds8000", "zos"), for messages. */
+/* "local, svc" (later "ds8000", "zos"), for messages. */
 const char *driver_types(void);
+/* End a driver's use: ops->close (d->commands stays the caller's). */
+void driver_close(struct mgmt_driver *d);
+/* Once per process, from mgmt_open / mgmt_close (libcurl's global state). */
+void driver_global_init(void);
+void driver_global_cleanup(void);
 
-extern const struct mgmt_driver_ops driver_local_ops;
+extern const struct mgmt_driver_ops driver_local_ops;   /* driver_local.c */
+extern const struct mgmt_driver_ops driver_svc_ops;     /* driver_svc.c */
 
 #endif

@@ -396,8 +396,30 @@ static int query(struct mgmt_driver *d, const struct mgmt_dsession *s, json_t **
     return 0;
 }
 
+/* This daemon needs no connection. */
+static int configure(const char *system, const json_t *p, json_t **options,
+                     struct pc_error *err)
+{
+    static const char *const conn[] = { "host", "port", "user", "key", "known_hosts", "rest",
+                                        "password_file", "cacert", "insecure" };
+    for (size_t i = 0; i < sizeof conn / sizeof conn[0]; i++)
+        if (json_object_get(p, conn[i]))
+            return mgmt_fail(err, -EINVAL, "system %s: type local is this daemon and takes "
+                             "no connection options (%s)", system, conn[i]);
+    *options = json_object();
+    return 0;
+}
+
+static void describe(const json_t *options, char *buf, size_t len)
+{
+    (void)options;
+    snprintf(buf, len, "this daemon's engine");
+}
+
 const struct mgmt_driver_ops driver_local_ops = {
     .type = "local",
+    .configure = configure,
+    .describe = describe,
     .check_copyset = check_copyset,
     .prepare = prepare,
     .flash = flash,
@@ -408,15 +430,3 @@ const struct mgmt_driver_ops driver_local_ops = {
     .restore = restore,
     .query = query,
 };
-
-const struct mgmt_driver_ops *driver_find(const char *type)
-{
-    if (strcmp(type, "local") == 0)
-        return &driver_local_ops;
-    return NULL;
-}
-
-const char *driver_types(void)
-{
-    return "local";
-}

@@ -19,7 +19,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "mgmt/internal.h"
+#include "mgmt/driver.h"
 
 void mgmt_log(const char *fmt, ...)
 {
@@ -131,6 +131,7 @@ int mgmt_open(const struct mgmt_opts *o, struct mgmt **out, struct pc_error *err
         free(m);
         return mgmt_fail(err, -ENOMEM, "out of memory");
     }
+    driver_global_init();   /* before any thread can use a driver */
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->sched_cond, NULL);
     m->call = o->call;
@@ -190,6 +191,7 @@ void mgmt_close(struct mgmt *m)
     free(m->path);
     free(m->dir);
     free(m);
+    driver_global_cleanup();
 }
 
 static int count(struct mgmt *m, const char *table)

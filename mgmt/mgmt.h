@@ -6,7 +6,8 @@
  *
  * Role
  *   A *system* is somewhere point-in-time copies are made (type `local`:
- *   this daemon's own engine; `svc`, `ds8000`, `zos` later, behind the same
+ *   this daemon's own engine; `svc`: a Spectrum Virtualize array over SSH or
+ *   REST, driver_svc.c; `ds8000`, `zos` later, behind the same
  *   driver interface, driver.h).  A *session* holds *copy sets* (H1 host
  *   volume -> T1 target); one action (flash, start, initiate background
  *   copy, terminate, restore) applies to every copy set at once, the flash

@@ -45,6 +45,7 @@ struct sess {
     json_t                   *row;     /* the sessions row */
     const char               *name;
     char                      system_type[32];
+    json_t                   *options;  /* the system's connection */
     struct mgmt_dsession      ds;
     const struct mgmt_driver_ops *ops;
 };
@@ -52,6 +53,7 @@ struct sess {
 static void sess_free(struct sess *s)
 {
     json_decref(s->row);
+    json_decref(s->options);
     free(s->ds.cs);
     memset(s, 0, sizeof *s);
 }
@@ -74,12 +76,15 @@ static int sess_load_locked(struct mgmt *m, const char *name, struct sess *s,
     if (r < 0)
         return r;
     s->name = sstr(s, "name");
-    r = catalog_row(m, err, &sys, "SELECT type FROM systems WHERE name = ?", "s",
+    r = catalog_row(m, err, &sys, "SELECT type, options FROM systems WHERE name = ?", "s",
                     sstr(s, "system"));
     if (r == 0) {
         snprintf(s->system_type, sizeof s->system_type, "%s",
                  json_string_value(json_object_get(sys, "type")));
         s->ops = driver_find(s->system_type);
+        s->options = json_loads(json_string_value(json_object_get(sys, "options")), 0, NULL);
+        if (!s->options)
+            s->options = json_object();
     }
     json_decref(sys);
     if (r == 0)
@@ -111,6 +116,9 @@ static void driver_init(struct mgmt *m, struct mgmt_driver *d, const struct sess
     memset(d, 0, sizeof *d);
     d->ops = s->ops;
     d->dry_run = dry_run;
+    d->system = sstr(s, "system");
+    d->options = s->options;
+    d->state_dir = m->dir;
     d->commands = json_array();
     pthread_mutex_lock(&m->lock);
     d->call = m->call;
@@ -147,6 +155,7 @@ static json_t *session_json(struct mgmt *m, struct sess *s, bool live)
         driver_init(m, &d, s, false);
         if (s->ops->query(&d, &s->ds, &q, &e) < 0)
             q = NULL;
+        driver_close(&d);
         json_decref(d.commands);
     }
     json_t *cs = q ? json_incref(json_object_get(q, "copysets")) : json_array();
@@ -380,7 +389,9 @@ int session_action(struct mgmt *m, const char *name, const char *action, const c
             if (r == 0) {
                 new_state = "Target Available";
                 new_status = "Normal";
-                hold = info ? json_integer_value(json_object_get(info, "start_hold_ns")) : 0;
+                /* An array that does not say how long it held writes: none recorded. */
+                const json_t *h = info ? json_object_get(info, "start_hold_ns") : NULL;
+                hold = json_is_integer(h) ? json_integer_value(h) : -1;
             } else {
                 new_state = "Suspended";
                 new_status = "Severe";
@@ -465,6 +476,7 @@ int session_action(struct mgmt *m, const char *name, const char *action, const c
         mgmt_log("session %s: %s (%s) %s%s%s", name, action, origin,
                  r == 0 ? "done: " : "failed: ", r == 0 ? summary : msg, "");
     }
+    driver_close(&d);
     busy_drop(m, name);
 
     res = json_pack("{s:s, s:s, s:s, s:b, s:s, s:s}", "session", name, "action", action,
@@ -612,6 +624,7 @@ static int session_add_copyset(struct mgmt *m, const json_t *p, json_t **out,
         struct mgmt_driver d;
         driver_init(m, &d, &s, false);
         r = s.ops->check_copyset(&d, h1, t1, err);
+        driver_close(&d);
         json_decref(d.commands);
         if (r < 0) {
             char why[sizeof err->msg];
@@ -673,6 +686,7 @@ static int session_remove_copyset(struct mgmt *m, const json_t *p, json_t **out,
                               "terminate the session first", name, cs->h1, cs->t1, cs->rel);
         }
         json_decref(q);
+        driver_close(&d);
         json_decref(d.commands);
     }
     if (r == 0) {
@@ -763,6 +777,7 @@ static int session_delete(struct mgmt *m, const json_t *p, json_t **out, struct 
                           !json_is_null(json_object_get(c, "restore_state"));
         }
         json_decref(q);
+        driver_close(&d);
         json_decref(d.commands);
     }
     sess_free(&s);

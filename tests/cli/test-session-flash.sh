@@ -19,8 +19,12 @@ nbdcopy "$tmp/b.img" "$(uri h2)" || fail "nbdcopy to h2"
 
 expect 0 pc system add here --type local --json
 check_json '.name == "here" and .type == "local" and .sessions == []'
+expect 1 pc system add other --type ds9999
+contains "$err" "type 'ds9999' is not one pitcopy drives (types: local, svc)"
 expect 1 pc system add other --type svc
-contains "$err" "type 'svc' is not one pitcopy drives"
+contains "$err" "type svc is reached by SSH (--host HOST) or by REST"
+expect 1 pc system add other --type local --host somewhere
+contains "$err" "takes no connection options (host)"
 expect 1 pc session create nightly --system nosuch
 contains "$err" "no system named nosuch"
 expect 0 pc session create nightly --system here --description "ledger at 23:59" --json

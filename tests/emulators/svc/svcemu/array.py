@@ -456,7 +456,12 @@ class Array:
                    for o in self.st["fcmaps"].values())
         if busy and not flags.get("restore"):
             raise SvcError("CMMVC5903E", detail="the target is the source of an active mapping")
-        return busy
+        # The array starts a map back onto its partner's source like any other
+        # once the partner is idle (-restore is then ignored); pitcopy starts
+        # every such map as a restore, so the emulator does too.
+        partner = any(o["source"] == m["target"] and o["target"] == m["source"]
+                      for o in self.st["fcmaps"].values())
+        return busy or partner
 
     def prepare(self, mid, m, flags):
         if self.is_restore(m, flags):

@@ -116,10 +116,49 @@ static void test_errno_table(void **state)
     tu_check_all(f, v);         /* the zeroes and writes were of zeroes */
 }
 
+/* A file that cannot punch holes (fallocate says EOPNOTSUPP): TRIM and
+ * WRITE_ZEROES still succeed, writing zeros instead, and read back as zeros. */
+static void test_zeroing_without_holes(void **state)
+{
+    struct tu_eng *f = tu_eng_get(state);
+    struct tu_vol *v = tu_vol_new(f, "v1", VSIZE);
+    struct tu_nbd n = { 0 };
+    struct tu_reply rep;
+    uint8_t buf[4096];
+    char rule[4200];
+    uint64_t cookie = 1;
+    static const uint16_t zcmds[] = { NBD_CMD_TRIM, NBD_CMD_WRITE_ZEROES };
+
+    tu_nbd_start(f, &n);
+    int fd = tu_raw_open(&n, "v1", true, false, NULL);
+    for (size_t c = 0; c < 2; c++) {
+        memset(buf, 0xa5, sizeof buf);
+        request(fd, NBD_CMD_WRITE, 0, cookie++, buf, &rep);
+        assert_int_equal(rep.error, 0);
+        /* The first punch of v1's file is refused as unsupported; the
+         * volume remembers, so the second command writes zeros at once. */
+        if (c == 0) {
+            snprintf(rule, sizeof rule, "%s:write:%d:0:1", v->path, EOPNOTSUPP);
+            assert_int_equal(io_fault_add(rule), 0);
+        }
+        request(fd, zcmds[c], 0, cookie++, buf, &rep);
+        io_fault_clear();
+        if (rep.error)
+            fail_msg("zeroing command %zu: error %u: %s", c, rep.error, rep.msg);
+        request(fd, NBD_CMD_READ, 0, cookie++, buf, &rep);
+        assert_int_equal(rep.error, 0);
+        for (size_t i = 0; i < sizeof buf; i++)
+            assert_int_equal(buf[i], 0);
+    }
+    close(fd);
+    tu_nbd_stop(&n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         TU_BOTH(test_errno_table),
+        TU_BOTH(test_zeroing_without_holes),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

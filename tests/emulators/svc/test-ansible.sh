@@ -6,7 +6,13 @@ requires ansible --version
 requires ansible-doc ibm.spectrum_virtualize.ibm_svc_manage_flashcopy
 requires qemu-io --version
 requires nbdcopy --version
-# The modules always call https://CLUSTERNAME:7443/rest/.
+# The modules always call https://CLUSTERNAME:7443/rest/.  Two test runs at
+# once (CI and a coverage run, say) take turns for the port.
+exec 9>"${TMPDIR:-/tmp}/pitcopy-svcemu-7443.lock"
+if ! flock -w 300 9; then
+    echo "port 7443 stayed taken by another pitcopy test run: skipping"
+    exit 77
+fi
 if (exec 3<>/dev/tcp/127.0.0.1/7443) 2>/dev/null; then
     echo "port 7443 is in use and the ansible modules need it: skipping"
     exit 77

@@ -609,14 +609,18 @@ void gop_read_extent(struct gop *g)
 
 enum route cow_route(struct pc_volume *v, struct chain **cp, int *kp)
 {
-    /* Being restored (restore.c): S reads R's data; unfinished, it is offline. */
+    /* Being restored (restore.c): S reads R's data; stopped unfinished, it is
+     * offline.  A restore that just finished (complete, then idle_or_copied,
+     * then detached: map.c) is a plain volume already: every grain is S's. */
     struct pc_map *r = atomic_load_explicit(&v->restore_by, memory_order_acquire);
     if (r) {
-        if (map_state(r) == PC_MAP_COPYING) {
+        int rs = map_state(r);
+        if (rs == PC_MAP_COPYING) {
             *cp = restore_chain(r);
             return ROUTE_RESTORED;
         }
-        if (atomic_load(&r->restoring))
+        if (atomic_load(&r->restoring) &&
+            !(rs == PC_MAP_IDLE_OR_COPIED && atomic_load(&r->complete)))
             return ROUTE_OFFLINE;
     }
     struct pc_map *m = atomic_load_explicit(&v->tgt_map, memory_order_acquire);

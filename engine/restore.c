@@ -307,9 +307,12 @@ int map_start_restore_many_locked(struct pc_map **ms, unsigned n, uint64_t *hold
         fresh[i] = old;                           /* freed after the grace period */
         atomic_store(&m->complete, false);
         atomic_fetch_add(&m->gen, 1);
-        atomic_store(&m->tgt->restore_by, m);
-        atomic_store(&m->src->restore_from, m);
+        /* The state before the pointers: a read of S (reads are not held)
+         * that finds restore_by must find it copying, not the state it had
+         * (cow.c route_of would call S offline). */
         atomic_store_explicit(&m->state, PC_MAP_COPYING, memory_order_release);
+        atomic_store_explicit(&m->src->restore_from, m, memory_order_release);
+        atomic_store_explicit(&m->tgt->restore_by, m, memory_order_release);
     }
     pthread_cond_broadcast(&e->state_cond);
     for (unsigned i = 0; i < n; i++) {

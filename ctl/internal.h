@@ -59,6 +59,8 @@ struct ctl_group {
     struct ctl_group *next;
     char              name[64];
     struct pc_group  *g;
+    unsigned          busy;           /* group calls in progress (S2, as for mappings) */
+    bool              deleting;
 };
 
 struct ctl_state {

@@ -652,8 +652,9 @@ static int group_acquire(struct ctl_call *c, struct ctl_group **out, struct ctl_
     *members = NULL;
     pthread_mutex_lock(&st->lock);
     struct ctl_group *cg = ctl_group_find_locked(st, name);
-    if (!cg) {
-        r = fail(c, -ENOENT, "no consistency group named %s", name);
+    if (!cg || cg->deleting) {
+        r = cg ? fail(c, -EBUSY, "consistency group %s is being deleted", name)
+               : fail(c, -ENOENT, "no consistency group named %s", name);
         goto out;
     }
     size_t n = 0, i = 0;
@@ -677,6 +678,7 @@ static int group_acquire(struct ctl_call *c, struct ctl_group **out, struct ctl_
     }
     for (i = 0; ms[i]; i++)
         ms[i]->busy++;
+    cg->busy++;                 /* a delete waits for this call (S2) */
     *members = ms;
     *out = cg;
 out:
@@ -684,10 +686,12 @@ out:
     return r;
 }
 
-static void group_release(struct ctl_call *c, struct ctl_map **ms, bool changed)
+static void group_release(struct ctl_call *c, struct ctl_group *cg, struct ctl_map **ms,
+                          bool changed)
 {
     struct ctl_state *st = c->st;
     pthread_mutex_lock(&st->lock);
+    cg->busy--;
     for (size_t i = 0; ms[i]; i++)
         ms[i]->busy--;
     pthread_cond_broadcast(&st->idle);
@@ -727,7 +731,7 @@ static int group_call(struct ctl_call *c, enum group_op op)
                     op == GOP_PREPARE ? "prepared" : "stopped",
                     json_string_value(json_object_get(c->result, "state")));
     }
-    group_release(c, ms, r == 0 && op != GOP_SHOW);
+    group_release(c, cg, ms, r == 0 && op != GOP_SHOW);
     return r;
 }
 
@@ -747,13 +751,21 @@ static int m_group_delete(struct ctl_call *c)
     while (*pp && strcmp((*pp)->name, name) != 0)
         pp = &(*pp)->next;
     struct ctl_group *cg = *pp;
-    if (!cg) {
-        r = fail(c, -ENOENT, "no consistency group named %s", name);
+    if (!cg || cg->deleting) {
+        r = cg ? fail(c, -EBUSY, "consistency group %s is being deleted", name)
+               : fail(c, -ENOENT, "no consistency group named %s", name);
         goto out;
     }
+    /* S2: the engine frees the group; no call on it may still be running. */
+    cg->deleting = true;
+    while (cg->busy)
+        pthread_cond_wait(&st->idle, &st->lock);
+    cg->deleting = false;
     r = pc_group_delete(cg->g, force, &c->err);
     if (r < 0)
         goto out;
+    for (pp = &st->groups; *pp != cg; pp = &(*pp)->next)
+        ;                       /* the list may have changed while we waited */
     *pp = cg->next;
     for (struct ctl_map *m = st->maps; m; m = m->next)
         if (strcmp(m->group, name) == 0)

@@ -57,8 +57,10 @@
  *       empty difference bitmap there (map_diff_switch_locked): O(1) but for
  *       grains changed in that window.  Any other start copies everything.
  *   M4  All mappings of one source share a grain size; a volume is the
- *       target of at most one mapping; no cascades yet (a target is never a
- *       source and a source never a target).
+ *       target of at most one mapping; no cascades (a target is never a
+ *       source, a source never a target) but one: a restore mapping T -> S
+ *       made while S -> T exists, of the same grain size (restore.c), which
+ *       never joins a chain and starts only as a restore.
  *
  * Context
  *   Control calls: non-worker threads; they take ctl_lock and may sleep

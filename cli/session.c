@@ -30,6 +30,8 @@ static void session_print(const json_t *s)
     out_kv("state", "%s", out_str(s, "state"));
     out_kv("status", "%s%s%s", out_str(s, "status"), *out_str(s, "message") ? ": " : "",
            out_str(s, "message"));
+    if (json_is_string(json_object_get(s, "query_error")))
+        out_kv("query", "failed: %s", out_str(s, "query_error"));
     if (json_is_string(json_object_get(s, "busy")))
         out_kv("in progress", "%s", out_str(s, "busy"));
     out_kv("pre-flash hook", "%s", *out_str(s, "pre_flash") ? out_str(s, "pre_flash") : "-");

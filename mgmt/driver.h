@@ -109,7 +109,8 @@ struct mgmt_driver {
     const char   *state_dir;    /* the daemon's (for sockets a driver keeps) */
     void         *priv;         /* the driver's own, for one action */
     /* The session's z/OS connection (zos.h), or NULL: flash and terminate
-     * go through it; zos_fallback: to the storage path when unreachable. */
+     * and query go through it; zos_fallback: to the storage path when
+     * unreachable. */
     const char   *zos_name;
     const json_t *zos;
     bool          zos_fallback;

@@ -1002,9 +1002,24 @@ static int query(struct mgmt_driver *d, const struct mgmt_dsession *s, json_t **
 {
     char ids[256][2][8];
     struct ds_pairs p;
-    json_t *a = json_array();
     struct pc_error e;
-    (void)err;
+    if (d->zos) {
+        int r = zos_check(d, s, err);
+        if (r < 0)
+            return r;
+        r = zos_query(d, s, out, err);
+        if (!zos_fall_back(d, r, err)) {
+            if (r == -EHOSTUNREACH) {
+                char why[sizeof err->msg];
+                snprintf(why, sizeof why, "%s", err->msg);
+                r = mgmt_fail(err, r, "%s; the query (FCQUERY) was not run (`pitcopy session "
+                              "set %s --fallback direct` queries the storage system "
+                              "instead)", why, s->name);
+            }
+            return r;
+        }
+    }
+    json_t *a = json_array();
     pairs_of(s, ids, &p, false);
     ds_prefetch(d, s, &e);         /* else per pair below */
     for (unsigned i = 0; i < p.n; i++) {

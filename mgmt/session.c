@@ -163,15 +163,17 @@ static json_t *session_json(struct mgmt *m, struct sess *s, bool live)
     const json_t *row = s->row;
     const char *state = sstr(s, "state"), *status = sstr(s, "status");
     const char *message = sstr(s, "message");
-    char why[256] = "";
+    char why[256] = "", qerr[sizeof ((struct pc_error *)0)->msg] = "";
     json_t *q = NULL;
 
     if (live && s->ops && s->ds.ncs) {
         struct mgmt_driver d;
         struct pc_error e;
         driver_init(m, &d, s, false);
-        if (s->ops->query(&d, &s->ds, &q, &e) < 0)
+        if (s->ops->query(&d, &s->ds, &q, &e) < 0) {
             q = NULL;
+            snprintf(qerr, sizeof qerr, "%s", e.msg);
+        }
         driver_close(&d);
         json_decref(d.commands);
     }
@@ -237,6 +239,8 @@ static json_t *session_json(struct mgmt *m, struct sess *s, bool live)
     json_object_set(j, "last_freeze_ms", json_object_get(row, "last_freeze_ms"));
     json_object_set(j, "last_hold_ns", json_object_get(row, "last_hold_ns"));
     json_object_set_new(j, "copysets", cs);
+    /* The live query's failure (a z/OS-routed one without fallback, say). */
+    json_object_set_new(j, "query_error", qerr[0] ? json_string(qerr) : json_null());
     pthread_mutex_lock(&m->lock);
     struct mgmt_busy *b = m->busy;
     while (b && strcmp(b->session, s->name))

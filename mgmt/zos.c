@@ -9,7 +9,7 @@
  *   and its return code turned into an error naming the job and the first
  *   ANTF/IKJ error message.  The storage operations of a zos "system"
  *   refuse: sessions run on a ds8000 system and use z/OS through
- *   `session set --zos`.
+ *   `session set --zos`.  zos_query: the query as an FCQUERY job, parsed.
  *
  * Invariants
  *   Z1, Z2 (zos.h).
@@ -183,8 +183,10 @@ static void spool_reason(const char *text, char *out, size_t len)
     }
 }
 
-int zos_run_job(struct mgmt_driver *d, const char *what, const char *systsin,
-                struct pc_error *err)
+/* zos_run_job; with spool non-NULL a read: it runs even in a dry run and
+ * *spool is SYSTSPRT's text (the caller frees it). */
+static int run_job(struct mgmt_driver *d, const char *what, const char *systsin, char **spool,
+                   struct pc_error *err)
 {
     char jcl[16384], path[300], line[17000];
     snprintf(jcl, sizeof jcl,
@@ -196,7 +198,7 @@ int zos_run_job(struct mgmt_driver *d, const char *what, const char *systsin,
              "/*\n", what, systsin);
     snprintf(line, sizeof line, "PUT %s/zosmf/restjobs/jobs\n%s", ostr(d->zos, "zosmf"), jcl);
     json_array_append_new(d->commands, json_string(line));
-    if (d->dry_run)
+    if (d->dry_run && !spool)
         return 0;
     struct zbuf b = { 0 };
     long http;
@@ -254,6 +256,10 @@ int zos_run_job(struct mgmt_driver *d, const char *what, const char *systsin,
                      id, (long long)json_integer_value(json_object_get(f, "id")));
             if (zreq(d, "GET", path, NULL, &rec, &http, err) == 0 && rec.p)
                 spool_reason(rec.p, reason, sizeof reason);
+            if (spool && rec.p) {
+                *spool = rec.p;
+                rec.p = NULL;
+            }
             free(rec.p);
             break;
         }
@@ -264,9 +270,123 @@ int zos_run_job(struct mgmt_driver *d, const char *what, const char *systsin,
     json_array_append_new(d->commands, json_string(line));
     if (strcmp(retcode, "CC 0000") == 0)
         return 0;
+    if (spool) {
+        free(*spool);
+        *spool = NULL;
+    }
     return mgmt_fail(err, -EREMOTEIO, "z/OS connection %s: %s job %s(%s) ended %s%s%s",
                      d->zos_name, what, name, id, retcode[0] ? retcode : "without a return code",
                      reason[0] ? ": " : "", reason);
+}
+
+int zos_run_job(struct mgmt_driver *d, const char *what, const char *systsin,
+                struct pc_error *err)
+{
+    return run_job(d, what, systsin, NULL, err);
+}
+
+/*
+ * FCQUERY's relationship lines (the emulator's format, UNVERIFIED; see
+ * tests/emulators/zosmf/zosmfemu/tso.py), after the echo of
+ * `FCQUERY DEVN(X'dddd')`:
+ *   SOURCE|TARGET OF X'oooo' VOL ssss:tttt FC..NNN%|FC...... INCREMENTAL(YES|NO)
+ *   OUTOFSYNC(n) STATE(VALID|INVALID)
+ * Mapped per copy set, DEVN that of H1, as the storage path maps lsflash:
+ *   SOURCE OF X'<T1's devn>'  the relationship exists: state "copying" when
+ *                             background copy (FC..NNN%) has tracks out of
+ *                             sync, else "idle_or_copied"; "invalid" for
+ *                             STATE(INVALID); progress NNN (null without
+ *                             background copy), out_of_sync_tracks n,
+ *                             complete when copied.
+ *   TARGET OF X'<T1's devn>'  T1:H1 exists (a restore): state "reversed",
+ *                             restore_state as state above.
+ *   neither                   exists false, state null.
+ */
+struct fcq_rel {
+    bool found, bg, valid;
+    long pct, oos;
+};
+
+static void fcq_line(const char *p, struct fcq_rel *r)
+{
+    const char *q;
+    r->found = true;
+    r->bg = (q = strstr(p, " FC..")) && isdigit((unsigned char)q[5]);
+    r->pct = r->bg ? strtol(q + 5, NULL, 10) : -1;
+    r->oos = (q = strstr(p, "OUTOFSYNC(")) ? strtol(q + 10, NULL, 10) : 0;
+    r->valid = !strstr(p, "STATE(INVALID)");
+}
+
+static json_t *fcq_state(const struct fcq_rel *r)
+{
+    if (!r->valid)
+        return json_string("invalid");
+    return json_string(r->bg && r->oos ? "copying" : "idle_or_copied");
+}
+
+int zos_query(struct mgmt_driver *d, const struct mgmt_dsession *s, json_t **out,
+              struct pc_error *err)
+{
+    char in[12000];
+    size_t n = 0;
+    *out = NULL;
+    for (unsigned i = 0; i < s->ncs && n < sizeof in; i++)
+        n += (size_t)snprintf(in + n, sizeof in - n, " FCQUERY DEVN(X'%s')\n",
+                              zos_devn(d->zos, s->cs[i].h1));
+    if (n >= sizeof in)
+        return mgmt_fail(err, -E2BIG, "session %s: too many copy sets for one z/OS job",
+                         s->name);
+    char *spool = NULL;
+    int r = run_job(d, "QUERY", in, &spool, err);
+    if (r < 0)
+        return r;
+    json_t *a = json_array();
+    for (unsigned i = 0; i < s->ncs; i++) {
+        const char *h = zos_devn(d->zos, s->cs[i].h1), *t = zos_devn(d->zos, s->cs[i].t1);
+        struct fcq_rel fw = { 0 }, bw = { 0 };
+        bool mine = false;
+        for (const char *line = spool; line && *line;) {
+            size_t len = strcspn(line, "\n");
+            char l[512];
+            snprintf(l, sizeof l, "%.*s", (int)(len < sizeof l ? len : sizeof l - 1), line);
+            const char *p = l;
+            while (*p == ' ')
+                p++;
+            char dev[8];
+            if (sscanf(p, "FCQUERY DEVN(X'%7[0-9A-Fa-f]')", dev) == 1)
+                mine = strcasecmp(dev, h) == 0;
+            else if (mine && sscanf(p, "SOURCE OF X'%7[0-9A-Fa-f]'", dev) == 1 &&
+                     strcasecmp(dev, t) == 0)
+                fcq_line(p, &fw);
+            else if (mine && sscanf(p, "TARGET OF X'%7[0-9A-Fa-f]'", dev) == 1 &&
+                     strcasecmp(dev, t) == 0)
+                fcq_line(p, &bw);
+            line = line[len] ? line + len + 1 : NULL;
+        }
+        char rel[160];
+        snprintf(rel, sizeof rel, "%s:%s", s->cs[i].h1, s->cs[i].t1);
+        json_t *c = json_pack("{s:I, s:s, s:s, s:s, s:b, s:s}", "id", (json_int_t)s->cs[i].id,
+                              "h1", s->cs[i].h1, "t1", s->cs[i].t1, "relationship", rel,
+                              "exists", fw.found || bw.found, "source", "FCQUERY");
+        json_object_set_new(c, "state", fw.found ? fcq_state(&fw)
+                                                 : bw.found ? json_string("reversed")
+                                                            : json_null());
+        json_object_set_new(c, "out_of_sync_tracks", fw.found ? json_integer(fw.oos)
+                                                              : json_null());
+        json_object_set_new(c, "progress", fw.found && fw.bg ? json_integer(fw.pct)
+                                                             : json_null());
+        json_object_set_new(c, "copy_rate", json_null());
+        json_object_set_new(c, "started_at", json_null());
+        json_object_set_new(c, "complete", fw.found ? json_boolean(fw.bg && !fw.oos)
+                                                    : json_null());
+        json_object_set_new(c, "restore_state", bw.found ? fcq_state(&bw) : json_null());
+        json_object_set_new(c, "restore_progress", bw.found && bw.bg ? json_integer(bw.pct)
+                                                                     : json_null());
+        json_array_append_new(a, c);
+    }
+    free(spool);
+    *out = json_pack("{s:n, s:o}", "group", "copysets", a);
+    return 0;
 }
 
 /* ------------------------------------------------------------------------

@@ -8,7 +8,7 @@
  *   options are the z/OSMF URL, user, password file, CA, the device
  *   numbers of the volumes (DEVN=VOLUME), the storage systems it reaches
  *   and whether APAR OA59561 is declared applied.  A session set with
- *   `--zos NAME` has driver_ds8000.c route flash and terminate through it.
+ *   `--zos NAME` has driver_ds8000.c route flash, terminate and query through it.
  *
  * Invariants
  *   Z1  The password is read for one request's basic auth and wiped; it is
@@ -39,6 +39,13 @@ int zos_check(struct mgmt_driver *d, const struct mgmt_dsession *s, struct pc_er
  */
 int zos_run_job(struct mgmt_driver *d, const char *what, const char *systsin,
                 struct pc_error *err);
+
+/*
+ * The query as one job of an FCQUERY per copy set (DEVN of H1), its spool
+ * parsed into the driver.h query shape (mapping in zos.c).  Z2.
+ */
+int zos_query(struct mgmt_driver *d, const struct mgmt_dsession *s, json_t **out,
+              struct pc_error *err);
 
 extern const struct mgmt_driver_ops driver_zos_ops;
 

@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# Description: the zos driver — a ds8000 session set --zos flashes through a z/OSMF job (FCESTABL ACTION(FREEZE) for every copy set, THAW per LSS), targets' bytes checked, restore, terminate by FCWITHDR job; the preconditions (APAR, device numbers, the storage system's z/OS connection) each named; a job ending CC 0008 (an offline device) and an unreachable z/OSMF with and without --fallback direct: a clear message, the session Severe, nothing left on the array; the password in no ps, log or history.
+# Description: the zos driver — a ds8000 session set --zos flashes through a z/OSMF job (FCESTABL ACTION(FREEZE) for every copy set, THAW per LSS), targets' bytes checked, restore, terminate by FCWITHDR job; show queries by an FCQUERY job (and fails clearly, or with --fallback direct goes direct, when z/OSMF is unreachable); the preconditions (APAR, device numbers, the storage system's z/OS connection) each named; a job ending CC 0008 (an offline device) and an unreachable z/OSMF with and without --fallback direct: a clear message, the session Severe, nothing left on the array; the password in no ps, log or history.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/../ds8000/driver-lib.sh"
 requires qemu-io --version
@@ -73,12 +73,21 @@ pattern_file "$tmp/want" 0x62 $M
 read_vol 1200 "$tmp/got"
 cmp "$tmp/want" "$tmp/got" || fail "1200 is not 1100 at the flash"
 
+# --- The query through z/OS: one job of an FCQUERY per copy set.
+expect_pcm 0 session show nightly --json
+check_json '.query_error == null and (.copysets | length == 2)'
+check_json '.copysets | all(.source == "FCQUERY" and .exists and .state == "idle_or_copied" and .restore_state == null)'
+grep -q "TSO FCQUERY DEVN(X'8100') → RC 0" "$ZOSMF_DIR/emu/commands.log" || fail "show ran no FCQUERY: $(tail -5 "$ZOSMF_DIR/emu/commands.log")"
+grep -q "TSO FCQUERY DEVN(X'8110') → RC 0" "$ZOSMF_DIR/emu/commands.log" || fail "show ran no FCQUERY of 8110"
+
 # --- Restore (the storage path), then the next flash through z/OS again.
 expect_pcm 0 session restore nightly --json
 check_json '.outcome == "ok"'
 pattern_file "$tmp/want" 0x61 $M
 read_vol 0100 "$tmp/got"
 cmp "$tmp/want" "$tmp/got" || fail "0100 was not restored"
+expect_pcm 0 session show nightly --json
+check_json '.copysets | all(.source == "FCQUERY" and .exists and .state == "reversed" and .restore_state != null)'
 expect_pcm 0 session flash nightly --json
 check_json '.outcome == "ok"'
 [ "$(relationships | sort | tr '\n' ' ')" = "0100:0200 1100:1200 " ] || fail "after the re-flash: $(relationships)"
@@ -108,10 +117,16 @@ contains "$out" "z/OS connection sys1: z/OSMF at $ZOSMF_URL is unreachable"
 contains "$out" "nothing was flashed"
 expect_pcm 0 session show nightly --json
 check_json '.status == "Severe"'
+check_json '.query_error | test("z/OSMF at .* is unreachable.*the query \\(FCQUERY\\) was not run")'
+check_json '.copysets | all(.source == null)'
+expect_pcm 0 session show nightly
+contains "$out" "failed: z/OS connection sys1: z/OSMF at $ZOSMF_URL is unreachable"
 [ -z "$(relationships)" ] || fail "an unreachable z/OSMF left $(relationships)"
 expect_pcm 0 session set nightly --fallback direct
 expect_pcm 0 session show nightly
 contains "$out" "sys1 (fallback: direct)"
+expect_pcm 0 session show nightly --json
+check_json '.query_error == null and (.copysets | all(.source == null))'
 expect_pcm 0 session flash nightly --json
 check_json '.outcome == "ok" and .session_state.status == "Normal"'
 check_json '[.commands[] | select(startswith("fallback: "))] | length == 1'

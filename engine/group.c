@@ -220,18 +220,23 @@ int pc_group_prepare(struct pc_group *g, struct pc_error *err)
     return r;
 }
 
-int pc_group_start(struct pc_group *g, struct pc_error *err)
+/* One point in time for every member: start (as mappings or as restores)
+ * and record the group's hold. */
+static int group_start_with(struct pc_group *g, const char *what,
+                            int (*start_many)(struct pc_map **, unsigned, uint64_t *,
+                                              struct pc_error *),
+                            struct pc_error *err)
 {
     struct pc_engine *e = g->e;
     unsigned n;
     int r;
     pthread_mutex_lock(&e->ctl_lock);
-    struct pc_map **ms = members_alloc_locked(g, &n, "start", err);
+    struct pc_map **ms = members_alloc_locked(g, &n, what, err);
     if (!ms) {
         r = err ? err->code : -EINVAL;
     } else {
         uint64_t held = 0;
-        r = map_start_many_locked(ms, n, &held, err);
+        r = start_many(ms, n, &held, err);
         if (r == 0) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
@@ -244,28 +249,14 @@ int pc_group_start(struct pc_group *g, struct pc_error *err)
     return r;
 }
 
+int pc_group_start(struct pc_group *g, struct pc_error *err)
+{
+    return group_start_with(g, "start", map_start_many_locked, err);
+}
+
 int pc_group_start_restore(struct pc_group *g, struct pc_error *err)
 {
-    struct pc_engine *e = g->e;
-    unsigned n;
-    int r;
-    pthread_mutex_lock(&e->ctl_lock);
-    struct pc_map **ms = members_alloc_locked(g, &n, "restore", err);
-    if (!ms) {
-        r = err ? err->code : -EINVAL;
-    } else {
-        uint64_t held = 0;
-        r = map_start_restore_many_locked(ms, n, &held, err);
-        if (r == 0) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            g->start_hold_ns = held;
-            g->start_realtime_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-        }
-    }
-    pthread_mutex_unlock(&e->ctl_lock);
-    free(ms);
-    return r;
+    return group_start_with(g, "restore", map_start_restore_many_locked, err);
 }
 
 int pc_group_stop(struct pc_group *g, bool split, struct pc_error *err)

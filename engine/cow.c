@@ -649,25 +649,30 @@ enum route cow_route(struct pc_volume *v, struct chain **cp, int *kp)
 /* ------------------------------------------------------------------------
  * Reads. */
 
-static void tread_done(struct io_req *req, int res);
-static void rread_done(struct io_req *req, int res);
+static void resolved_read_done(struct io_req *req, int res);
 
-/* Read [off, end) of a volume being restored: grain by grain from where
- * restore_loc says its data is, each piece checked like a target read (R4). */
-static void restored_read(struct pc_io *io, struct chain *c, uint64_t off, uint64_t end)
+/* Where grain g lives for a read that resolves it: target k's lookup(k, g),
+ * or (k < 0) restore_loc for a volume being restored (restore.c R4). */
+static struct pc_volume *read_loc(struct pc_volume *v, const struct chain *c, int k,
+                                  uint64_t g)
+{
+    if (k >= 0)
+        return chain_lookup(c, (unsigned)k, g);
+    struct pc_map *r = atomic_load(&v->restore_by);
+    return r ? restore_loc(r, c, g) : v;        /* NULL: the restore ended just now */
+}
+
+/* Read [off, end) grain by grain from where read_loc says the data is;
+ * resolved_read_done checks each piece (I5, R4). */
+static void resolved_read(struct pc_io *io, struct chain *c, int k, uint64_t off, uint64_t end)
 {
     struct io_state *st = ios(io);
-    struct pc_map *r = atomic_load(&io->vol->restore_by);
-    if (PC_NEVER(!r)) {                 /* the restore ended just now */
-        issue_seg(io, io->vol, off, (uint32_t)(end - off), false, seg_done, NULL);
-        return;
-    }
     uint64_t g = off >> c->grain_shift;
     uint64_t glast = (end - 1) >> c->grain_shift;
     while (g <= glast) {
-        struct pc_volume *from = restore_loc(r, c, g);
+        struct pc_volume *from = read_loc(io->vol, c, k, g);
         uint64_t h = g + 1;
-        while (h <= glast && restore_loc(r, c, h) == from)
+        while (h <= glast && read_loc(io->vol, c, k, h) == from)
             h++;
         uint64_t s = grain_start(c, g), e = h << c->grain_shift;
         if (s < off)
@@ -681,11 +686,11 @@ static void restored_read(struct pc_io *io, struct chain *c, uint64_t off, uint6
             return;
         }
         sg->c = c;
-        sg->k = -1;
+        sg->k = k;
         sg->g0 = g;
         sg->g1 = h;
         sg->from = from;
-        issue_seg(io, from, s, (uint32_t)(e - s), false, rread_done, sg);
+        issue_seg(io, from, s, (uint32_t)(e - s), false, resolved_read_done, sg);
         g = h;
     }
 }
@@ -706,42 +711,17 @@ static void read_range(struct pc_io *io, uint64_t off, uint64_t end)
     case ROUTE_SOURCE:
         issue_seg(io, io->vol, off, (uint32_t)(end - off), false, seg_done, NULL);
         return;
-    case ROUTE_RESTORED:
-        restored_read(io, c, off, end);
-        return;
+    case ROUTE_RESTORED:                /* k stays -1 */
     case ROUTE_TARGET:
-        break;
-    }
-    uint64_t g = off >> c->grain_shift;
-    uint64_t glast = (end - 1) >> c->grain_shift;
-    while (g <= glast) {
-        struct pc_volume *from = chain_lookup(c, (unsigned)k, g);
-        uint64_t h = g + 1;
-        while (h <= glast && chain_lookup(c, (unsigned)k, h) == from)
-            h++;
-        uint64_t s = grain_start(c, g), e = h << c->grain_shift;
-        if (s < off)
-            s = off;
-        if (e > end)
-            e = end;
-        struct seg *sg = seg_get(st->w);
-        if (PC_NEVER(!sg)) {
-            if (!st->err)
-                st->err = -ENOMEM;
-            return;
-        }
-        sg->c = c;
-        sg->k = k;
-        sg->g0 = g;
-        sg->g1 = h;
-        sg->from = from;
-        issue_seg(io, from, s, (uint32_t)(e - s), false, tread_done, sg);
-        g = h;
+        resolved_read(io, c, k, off, end);
+        return;
     }
 }
 
-/* I5: accept a target read only if nothing it depended on moved. */
-static void tread_done(struct io_req *req, int res)
+/* I5 (targets), R4 (volumes being restored): accept a read only if nothing it
+ * depended on moved — the same route, snapshot and location after it as
+ * before; otherwise read the range again. */
+static void resolved_read_done(struct io_req *req, int res)
 {
     struct seg *s = req->priv;
     struct pc_io *io = s->io;
@@ -751,36 +731,12 @@ static void tread_done(struct io_req *req, int res)
     if (res >= 0) {
         struct chain *c = NULL;
         int k = -1;
-        if (cow_route(io->vol, &c, &k) != ROUTE_TARGET || c != s->c || k != s->k) {
+        enum route want = s->k >= 0 ? ROUTE_TARGET : ROUTE_RESTORED;
+        if (cow_route(io->vol, &c, &k) != want || c != s->c || k != s->k) {
             again = true;
         } else {
             for (uint64_t g = s->g0; g < s->g1 && !again; g++)
-                again = chain_lookup(c, (unsigned)k, g) != s->from;
-        }
-    }
-    if (again)
-        read_range(io, req->off, req->off + req->len);
-    seg_put(st->w, s);
-    io_put_pending(io, res < 0 ? res : 0);
-}
-
-/* R4: accept a read of a volume being restored only if nothing it depended on moved. */
-static void rread_done(struct io_req *req, int res)
-{
-    struct seg *s = req->priv;
-    struct pc_io *io = s->io;
-    struct io_state *st = ios(io);
-    bool again = false;
-
-    if (res >= 0) {
-        struct chain *c = NULL;
-        int k = -1;
-        struct pc_map *r = atomic_load(&io->vol->restore_by);
-        if (cow_route(io->vol, &c, &k) != ROUTE_RESTORED || c != s->c || !r) {
-            again = true;
-        } else {
-            for (uint64_t g = s->g0; g < s->g1 && !again; g++)
-                again = restore_loc(r, c, g) != s->from;
+                again = read_loc(io->vol, c, k, g) != s->from;
         }
     }
     if (again)

@@ -9,9 +9,10 @@
  *   every mapping as it was, progress included.  The data path never
  *   writes metadata itself: it hands a grain operation whose data is
  *   written to meta_commit(), and the committer thread makes it durable —
- *   the data was written RWF_DSYNC (copies) or its file is fdatasync'd here
- *   (a client's whole-grain target write), then one journal block per
- *   mapping, fdatasync of the metadata file — and only then sets the bits in
+ *   one fdatasync of the file the round's data went to (copies and a
+ *   client's whole-grain target writes alike; none when the data was
+ *   there all along), then one journal block per mapping, fdatasync of the
+ *   metadata file — and only then sets the bits in
  *   memory and resumes the operation on its worker.  Many operations share
  *   one round (group commit).  This metadata is kept apart from the I/O
  *   path the way dm-clone keeps its own: the workers never wait on it.

@@ -472,6 +472,9 @@ int bench_nbd_rand(struct bench *b)
             detail_num(&res, "numjobs", njs[j]);
             detail_num(&res, "vs_raw", median(vr, c.runs));
             detail_num(&res, "qsd_vs_raw", median(qr, c.runs));
+            /* The ratio a server would reach at the raw file's own IOPS:
+             * below the goal, the goal is out of reach in this run. */
+            detail_num(&res, "raw_vs_qsd", 1.0 / median(qr, c.runs));
             detail_runs(&res, "raw_iops_runs", raw[i][j], c.runs);
             detail_num(&res, "raw_iops", median(raw[i][j], c.runs));
             detail_num(&res, "size_bytes", (double)c.size);

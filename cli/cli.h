@@ -92,7 +92,8 @@ int  cli_fail(struct cli_ctx *ctx, int rc, const struct pc_error *err);
 /* The usual timeout for a request that does not wait on purpose. */
 #define CLI_TIMEOUT_MS 30000
 /*
- * The commands that only ask and print: parse the common options (and one
+ * The commands that take only a NAME (or nothing) and print the answer:
+ * queries, and removals that need no options.  Parse the common options (and one
  * NAME when by_name), make the request, print the result as JSON with
  * --json or else with print.  Returns the exit code.
  */

@@ -75,29 +75,48 @@ static void map_print(const json_t *m)
         out_kv("last start", "never");
 }
 
-static int map_simple(struct cli_ctx *ctx, int argc, char **argv, const char *method,
-                      int timeout_ms)
+/*
+ * NAME, at most one flag (flag_name: sent as "flag_name": true when given),
+ * one call, and its answer: map.show as a table, the others as one line.
+ */
+static int map_call(struct cli_ctx *ctx, int argc, char **argv, const char *method,
+                    const char *flag_name, int timeout_ms)
 {
-    struct args_opt opts[] = { CLI_COMMON_OPTS(ctx), ARGS_OPT_END };
+    bool flag = false;
+    /* Without a flag the list starts after it (a NULL name would end it). */
+    struct args_opt opts[] = {
+        ARGS_OPT_FLAG(flag_name, &flag),
+        CLI_COMMON_OPTS(ctx), ARGS_OPT_END,
+    };
     struct args a;
     json_t *res;
-    int rc = cli_parse(ctx, argc, argv, opts, &a, 1, 1);
+    int rc = cli_parse(ctx, argc, argv, flag_name ? opts : opts + 1, &a, 1, 1);
     if (rc >= 0)
         return rc;
-    rc = cli_call(ctx, method, json_pack("{s:s}", "name", a.pos[0]), timeout_ms, &res);
+    json_t *params = json_pack("{s:s}", "name", a.pos[0]);
+    if (flag)
+        json_object_set_new(params, flag_name, json_true());
+    rc = cli_call(ctx, method, params, timeout_ms, &res);
     if (rc)
         return rc;
     if (ctx->json) {
         out_json(res);
     } else if (strcmp(method, "map.show") == 0) {
         map_print(res);
+    } else if (strcmp(method, "map.delete") == 0) {
+        printf("mapping %s deleted\n", out_str(res, "name"));
+    } else if (strcmp(method, "map.start") == 0 && flag) {
+        printf("mapping %s started: restoring %s from %s; writes held %.3f ms\n",
+               out_str(res, "name"), out_str(res, "target"), out_str(res, "source"),
+               (double)out_int(res, "start_hold_ns") / 1e6);
     } else if (strcmp(method, "map.start") == 0) {
         printf("mapping %s started: %s; writes held %.3f ms\n", out_str(res, "name"),
                out_str(res, "state"), (double)out_int(res, "start_hold_ns") / 1e6);
     } else {
         printf("mapping %s is %s", out_str(res, "name"), out_str(res, "state"));
         if (strcmp(out_str(res, "state"), "stopping") == 0)
-            printf(" (cleaning %lld grains)", out_int(res, "grains_to_clean"));
+            printf(" (cleaning %lld grains%s)", out_int(res, "grains_to_clean"),
+                   flag ? " at full speed: split" : "");
         printf("; target %s is %s\n", out_str(res, "target"),
                out_bool(res, "target_online") ? "online" : "offline");
     }
@@ -107,75 +126,22 @@ static int map_simple(struct cli_ctx *ctx, int argc, char **argv, const char *me
 
 int cmd_map_show(struct cli_ctx *ctx, int argc, char **argv)
 {
-    return map_simple(ctx, argc, argv, "map.show", CLI_TIMEOUT_MS);
+    return map_call(ctx, argc, argv, "map.show", NULL, CLI_TIMEOUT_MS);
 }
 
 int cmd_map_prepare(struct cli_ctx *ctx, int argc, char **argv)
 {
-    return map_simple(ctx, argc, argv, "map.prepare", MAP_SLOW_TIMEOUT_MS);
+    return map_call(ctx, argc, argv, "map.prepare", NULL, MAP_SLOW_TIMEOUT_MS);
 }
 
 int cmd_map_start(struct cli_ctx *ctx, int argc, char **argv)
 {
-    bool restore = false;
-    struct args_opt opts[] = {
-        ARGS_OPT_FLAG("restore", &restore),
-        CLI_COMMON_OPTS(ctx), ARGS_OPT_END,
-    };
-    struct args a;
-    json_t *res;
-    int rc = cli_parse(ctx, argc, argv, opts, &a, 1, 1);
-    if (rc >= 0)
-        return rc;
-    json_t *params = json_pack("{s:s}", "name", a.pos[0]);
-    if (restore)
-        json_object_set_new(params, "restore", json_true());
-    rc = cli_call(ctx, "map.start", params, MAP_SLOW_TIMEOUT_MS, &res);
-    if (rc)
-        return rc;
-    if (ctx->json)
-        out_json(res);
-    else if (restore)
-        printf("mapping %s started: restoring %s from %s; writes held %.3f ms\n",
-               out_str(res, "name"), out_str(res, "target"), out_str(res, "source"),
-               (double)out_int(res, "start_hold_ns") / 1e6);
-    else
-        printf("mapping %s started: %s; writes held %.3f ms\n", out_str(res, "name"),
-               out_str(res, "state"), (double)out_int(res, "start_hold_ns") / 1e6);
-    json_decref(res);
-    return CLI_OK;
+    return map_call(ctx, argc, argv, "map.start", "restore", MAP_SLOW_TIMEOUT_MS);
 }
 
 int cmd_map_stop(struct cli_ctx *ctx, int argc, char **argv)
 {
-    bool split = false;
-    struct args_opt opts[] = {
-        ARGS_OPT_FLAG("split", &split),
-        CLI_COMMON_OPTS(ctx), ARGS_OPT_END,
-    };
-    struct args a;
-    json_t *res;
-    int rc = cli_parse(ctx, argc, argv, opts, &a, 1, 1);
-    if (rc >= 0)
-        return rc;
-    json_t *params = json_pack("{s:s}", "name", a.pos[0]);
-    if (split)
-        json_object_set_new(params, "split", json_true());
-    rc = cli_call(ctx, "map.stop", params, MAP_SLOW_TIMEOUT_MS, &res);
-    if (rc)
-        return rc;
-    if (ctx->json) {
-        out_json(res);
-    } else {
-        printf("mapping %s is %s", out_str(res, "name"), out_str(res, "state"));
-        if (strcmp(out_str(res, "state"), "stopping") == 0)
-            printf(" (cleaning %lld grains%s)", out_int(res, "grains_to_clean"),
-                   split ? " at full speed: split" : "");
-        printf("; target %s is %s\n", out_str(res, "target"),
-               out_bool(res, "target_online") ? "online" : "offline");
-    }
-    json_decref(res);
-    return CLI_OK;
+    return map_call(ctx, argc, argv, "map.stop", "split", MAP_SLOW_TIMEOUT_MS);
 }
 
 int cmd_map_create(struct cli_ctx *ctx, int argc, char **argv)
@@ -241,26 +207,7 @@ int cmd_map_create(struct cli_ctx *ctx, int argc, char **argv)
 
 int cmd_map_delete(struct cli_ctx *ctx, int argc, char **argv)
 {
-    bool force = false;
-    struct args_opt opts[] = {
-        ARGS_OPT_FLAG("force", &force),
-        CLI_COMMON_OPTS(ctx), ARGS_OPT_END,
-    };
-    struct args a;
-    json_t *res;
-    int rc = cli_parse(ctx, argc, argv, opts, &a, 1, 1);
-    if (rc >= 0)
-        return rc;
-    rc = cli_call(ctx, "map.delete", json_pack("{s:s, s:b}", "name", a.pos[0], "force", force),
-                  MAP_SLOW_TIMEOUT_MS, &res);
-    if (rc)
-        return rc;
-    if (ctx->json)
-        out_json(res);
-    else
-        printf("mapping %s deleted\n", out_str(res, "name"));
-    json_decref(res);
-    return CLI_OK;
+    return map_call(ctx, argc, argv, "map.delete", "force", MAP_SLOW_TIMEOUT_MS);
 }
 
 int cmd_map_set(struct cli_ctx *ctx, int argc, char **argv)

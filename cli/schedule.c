@@ -115,24 +115,14 @@ int cmd_schedule_show(struct cli_ctx *ctx, int argc, char **argv)
     return cli_query(ctx, argc, argv, "schedule.show", true, schedule_print);
 }
 
+static void schedule_removed(const json_t *res)
+{
+    printf("schedule %s removed\n", out_str(res, "name"));
+}
+
 int cmd_schedule_remove(struct cli_ctx *ctx, int argc, char **argv)
 {
-    struct args_opt opts[] = { CLI_COMMON_OPTS(ctx), ARGS_OPT_END };
-    struct args a;
-    json_t *res;
-    int rc = cli_parse(ctx, argc, argv, opts, &a, 1, 1);
-    if (rc >= 0)
-        return rc;
-    rc = cli_call(ctx, "schedule.remove", json_pack("{s:s}", "name", a.pos[0]),
-                  CLI_TIMEOUT_MS, &res);
-    if (rc)
-        return rc;
-    if (ctx->json)
-        out_json(res);
-    else
-        printf("schedule %s removed\n", out_str(res, "name"));
-    json_decref(res);
-    return CLI_OK;
+    return cli_query(ctx, argc, argv, "schedule.remove", true, schedule_removed);
 }
 
 /* Single quotes for sh; crontab(5) also treats % specially: escape it. */

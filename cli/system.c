@@ -147,24 +147,14 @@ int cmd_system_show(struct cli_ctx *ctx, int argc, char **argv)
     return cli_query(ctx, argc, argv, "system.show", true, system_print);
 }
 
+static void system_removed(const json_t *res)
+{
+    printf("system %s removed\n", out_str(res, "name"));
+}
+
 int cmd_system_remove(struct cli_ctx *ctx, int argc, char **argv)
 {
-    struct args_opt opts[] = { CLI_COMMON_OPTS(ctx), ARGS_OPT_END };
-    struct args a;
-    json_t *res;
-    int rc = cli_parse(ctx, argc, argv, opts, &a, 1, 1);
-    if (rc >= 0)
-        return rc;
-    rc = cli_call(ctx, "system.remove", json_pack("{s:s}", "name", a.pos[0]), CLI_TIMEOUT_MS,
-                  &res);
-    if (rc)
-        return rc;
-    if (ctx->json)
-        out_json(res);
-    else
-        printf("system %s removed\n", out_str(res, "name"));
-    json_decref(res);
-    return CLI_OK;
+    return cli_query(ctx, argc, argv, "system.remove", true, system_removed);
 }
 
 int cmd_system_clock(struct cli_ctx *ctx, int argc, char **argv)

@@ -127,11 +127,11 @@ $(LEDGER): demo/ledger.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lnbd -lxxhash
 
-$(CRASHTEST): tests/crash/crashtest.c
+$(CRASHTEST): tests/crash/crashtest.c tests/common/sector_tags.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lnbd -ljansson -pthread
 
-$(LOADTEST): tests/nbd/loadtest.c
+$(LOADTEST): tests/nbd/loadtest.c tests/common/sector_tags.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lnbd -ljansson -pthread
 

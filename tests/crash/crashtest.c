@@ -52,9 +52,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/sector_tags.h"
+
 extern char **environ;
 
-#define SECTOR      512u
+#define SECTOR      TAG_SECTOR
 #define BLOCK       4096u
 #define SPB         (BLOCK / SECTOR)
 #define NVOL        3               /* src, t1, t2 */
@@ -108,14 +110,6 @@ static struct {
 } T;
 
 /* ------------------------------------------------------------------ util */
-
-static uint64_t rnd(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
 
 static void violation(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void violation(const char *fmt, ...)
@@ -201,32 +195,6 @@ static void start_daemon(void)
 }
 
 /* ------------------------------------------------------------------ model */
-
-static void fill(char *buf, uint64_t sect0, unsigned nsect, uint64_t tag)
-{
-    for (unsigned i = 0; i < nsect; i++) {
-        uint64_t *w = (uint64_t *)(buf + (size_t)i * SECTOR);
-        for (unsigned j = 0; j < SECTOR / 16; j++) {
-            w[2 * j] = tag;
-            w[2 * j + 1] = sect0 + i;
-        }
-    }
-}
-
-/* The tag a sector holds, or UINT64_MAX if it is not one whole written sector. */
-static uint64_t sector_tag(const char *p, uint64_t sect)
-{
-    const uint64_t *w = (const uint64_t *)p;
-    bool zero = true;
-    for (unsigned j = 0; j < SECTOR / 8 && zero; j++)
-        zero = w[j] == 0;
-    if (zero)
-        return 0;
-    for (unsigned j = 0; j < SECTOR / 16; j++)
-        if (w[2 * j] != w[0] || w[2 * j + 1] != sect)
-            return UINT64_MAX;
-    return w[0];
-}
 
 static void cand_add(struct sector *s, uint64_t tag)
 {
@@ -314,9 +282,9 @@ static void client_close(struct client *c)
 static bool client_write(struct client *c, unsigned vi)
 {
     struct vol *v = &T.v[vi];
-    unsigned nb = 1 + (unsigned)(rnd(&c->rs) % 4);
-    uint64_t b0 = rnd(&c->rs) % (T.nblk - nb + 1);
-    bool fua = rnd(&c->rs) % 8 == 0;
+    unsigned nb = 1 + (unsigned)(tags_rnd(&c->rs) % 4);
+    uint64_t b0 = tags_rnd(&c->rs) % (T.nblk - nb + 1);
+    bool fua = tags_rnd(&c->rs) % 8 == 0;
 
     for (unsigned i = 0; i < nb; i++) {
         uint8_t z = 0;
@@ -338,7 +306,7 @@ static bool client_write(struct client *c, unsigned vi)
         cand_add(&v->s[s], tag);
     pthread_mutex_unlock(&T.lock);
 
-    fill(c->buf, b0 * SPB, nb * SPB, tag);
+    tags_fill(c->buf, b0 * SPB, nb * SPB, tag);
     int r = nbd_pwrite(c->h[vi], c->buf, (size_t)nb * BLOCK, b0 * BLOCK,
                        fua ? LIBNBD_CMD_FLAG_FUA : 0);
     pthread_mutex_lock(&T.lock);
@@ -385,10 +353,10 @@ static void *client_main(void *arg)
         bool ok;
         if (c->id < 2) {           /* source writers */
             pthread_rwlock_rdlock(&T.src_gate);
-            ok = rnd(&c->rs) % 16 ? client_write(c, 0) : client_flush(c, 0);
+            ok = tags_rnd(&c->rs) % 16 ? client_write(c, 0) : client_flush(c, 0);
             pthread_rwlock_unlock(&T.src_gate);
         } else {                   /* target writer */
-            unsigned vi = 1 + (unsigned)(rnd(&c->rs) % 2);
+            unsigned vi = 1 + (unsigned)(tags_rnd(&c->rs) % 2);
             /* Only while the mapping is started, and not across a stop or
              * start (the model of the target changes there). */
             pthread_rwlock_rdlock(&T.tgt_gate[vi - 1]);
@@ -396,7 +364,7 @@ static void *client_main(void *arg)
             bool live = T.pit_valid[vi - 1];
             pthread_mutex_unlock(&T.lock);
             if (live)
-                ok = rnd(&c->rs) % 16 ? client_write(c, vi) : client_flush(c, vi);
+                ok = tags_rnd(&c->rs) % 16 ? client_write(c, vi) : client_flush(c, vi);
             pthread_rwlock_unlock(&T.tgt_gate[vi - 1]);
             if (!live) {
                 usleep(1000);
@@ -461,7 +429,7 @@ static void control_start(unsigned mi, struct nbd_handle *src)
 static void control_restore(struct nbd_handle *src, struct nbd_handle *t1, uint64_t *rs)
 {
     static const char *const rates[] = { "50", "100", "unlimited", "unlimited" };
-    cli(NULL, "map", "set", "r1", "--copy-rate", rates[rnd(rs) % 4], NULL);
+    cli(NULL, "map", "set", "r1", "--copy-rate", rates[tags_rnd(rs) % 4], NULL);
     pthread_rwlock_wrlock(&T.src_gate);
     pthread_mutex_lock(&T.lock);
     uint64_t snap = T.done_seq;
@@ -508,7 +476,7 @@ static void *control_main(void *arg)
         return NULL;
     }
     while (!atomic_load(&T.crashed)) {
-        unsigned mi = (unsigned)(rnd(&rs) % NMAP);
+        unsigned mi = (unsigned)(tags_rnd(&rs) % NMAP);
         char *out = NULL;
         if (cli(&out, "map", "show", map_name(mi), "--json", NULL, NULL) != 0) {
             free(out);
@@ -521,7 +489,7 @@ static void *control_main(void *arg)
             json_decref(j);
             break;
         }
-        unsigned op = (unsigned)(rnd(&rs) % 4);
+        unsigned op = (unsigned)(tags_rnd(&rs) % 4);
         pthread_rwlock_wrlock(&T.tgt_gate[mi]);
         if (!strcmp(state, "copying") && op == 0) {
             pthread_mutex_lock(&T.lock);
@@ -532,8 +500,8 @@ static void *control_main(void *arg)
             if (cli(NULL, "map", "stop", map_name(mi), NULL, NULL, NULL) == 0)
                 T.stops++;
         } else if (!strcmp(state, "copying") && op == 1) {
-            cli(NULL, "map", "set", map_name(mi), "--copy-rate", rates[rnd(&rs) % 4], NULL);
-        } else if (mi == 0 && op == 2 && rnd(&rs) % 3 == 0 && T.pit_valid[0] &&
+            cli(NULL, "map", "set", map_name(mi), "--copy-rate", rates[tags_rnd(&rs) % 4], NULL);
+        } else if (mi == 0 && op == 2 && tags_rnd(&rs) % 3 == 0 && T.pit_valid[0] &&
                    (!strcmp(state, "copying") || json_is_true(json_object_get(j, "complete")))) {
             control_restore(src, t1, &rs);
         } else if (!strcmp(state, "idle_or_copied") || !strcmp(state, "stopped")) {
@@ -546,7 +514,7 @@ static void *control_main(void *arg)
         }
         pthread_rwlock_unlock(&T.tgt_gate[mi]);
         json_decref(j);
-        usleep((useconds_t)(rnd(&rs) % 20000));
+        usleep((useconds_t)(tags_rnd(&rs) % 20000));
     }
     nbd_close(src);
     nbd_close(t1);
@@ -576,7 +544,7 @@ static void check_volume(unsigned vi, const char *why_unknown)
         for (uint64_t i = 0; i < (1u << 20) / SECTOR; i++) {
             uint64_t sect = off / SECTOR + i;
             struct sector *s = &T.v[vi].s[sect];
-            uint64_t tag = sector_tag(buf + i * SECTOR, sect);
+            uint64_t tag = tags_of_sector(buf + i * SECTOR, sect);
             if (!sector_ok(s, tag))
                 violation("crash point %" PRIu64 ": %s sector %" PRIu64 ": holds %s %" PRIu64
                           " (written to %s), expected %" PRIu64 " or one of %u later writes",
@@ -725,14 +693,14 @@ int main(int argc, char **argv)
     for (unsigned p = 0; p < T.points; p++) {
         pthread_t th[4];
         struct client cl[3];
-        uint64_t crs = rnd(&rs);
+        uint64_t crs = tags_rnd(&rs);
         atomic_store(&T.crashed, false);
         for (unsigned i = 0; i < 3; i++) {
-            cl[i] = (struct client){ .id = i, .rs = rnd(&rs) | 1 };
+            cl[i] = (struct client){ .id = i, .rs = tags_rnd(&rs) | 1 };
             pthread_create(&th[i], NULL, client_main, &cl[i]);
         }
         pthread_create(&th[3], NULL, control_main, &crs);
-        usleep((useconds_t)(20000 + rnd(&rs) % 180000));
+        usleep((useconds_t)(20000 + tags_rnd(&rs) % 180000));
 
         /* The crash. */
         if (T.power)

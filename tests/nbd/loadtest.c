@@ -102,9 +102,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/sector_tags.h"
+
 extern char **environ;
 
-#define SECTOR      512u
+#define SECTOR      TAG_SECTOR
 #define BLOCK       4096u
 #define SPB         (BLOCK / SECTOR)
 #define MAXNB       16u             /* 64 KiB per request at most */
@@ -253,14 +255,6 @@ static struct {
 } T;
 
 /* ------------------------------------------------------------------ util */
-
-static uint64_t rnd(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
 
 static double now_s(void)
 {
@@ -574,32 +568,6 @@ static void proc_fds_settled(struct fdlist *l)
 
 /* ------------------------------------------------------------------ model */
 
-static void fill(char *buf, uint64_t sect0, unsigned nsect, uint64_t tag)
-{
-    for (unsigned i = 0; i < nsect; i++) {
-        uint64_t *w = (uint64_t *)(buf + (size_t)i * SECTOR);
-        for (unsigned j = 0; j < SECTOR / 16; j++) {
-            w[2 * j] = tag;
-            w[2 * j + 1] = sect0 + i;
-        }
-    }
-}
-
-/* The tag a sector holds, or UINT64_MAX if it is not one whole written sector. */
-static uint64_t sector_tag(const char *p, uint64_t sect)
-{
-    const uint64_t *w = (const uint64_t *)p;
-    bool zero = true;
-    for (unsigned j = 0; j < SECTOR / 8 && zero; j++)
-        zero = w[j] == 0;
-    if (zero)
-        return 0;
-    for (unsigned j = 0; j < SECTOR / 16; j++)
-        if (w[2 * j] != w[0] || w[2 * j + 1] != sect)
-            return UINT64_MAX;
-    return w[0];
-}
-
 /* What a sector written by id holds (under lock). */
 static uint64_t val(uint64_t id)
 {
@@ -670,7 +638,7 @@ static uint64_t check_block_locked(const char *p, unsigned vi, uint64_t blk,
     uint64_t seen = UINT64_MAX, wval = wbusy ? val(wid) : UINT64_MAX;
     bool only_w = true;
     for (unsigned i = 0; i < SPB; i++) {
-        uint64_t sect = blk * SPB + i, tag = sector_tag(p + i * SECTOR, sect);
+        uint64_t sect = blk * SPB + i, tag = tags_of_sector(p + i * SECTOR, sect);
         if (tag == wval)
             continue;
         only_w = false;
@@ -810,7 +778,7 @@ static struct nbd_handle *connect_vol(unsigned vi)
 /* Choose and reserve a request for slot s (under T.lock); false: nothing now. */
 static bool pick_locked(struct client *c, struct slot *s)
 {
-    uint64_t r = rnd(&c->rs);
+    uint64_t r = tags_rnd(&c->rs);
     unsigned vi = r % 4 < 2 ? 0 : (unsigned)(r % 4) - 1;
     if (!T.v[vi].open || (T.v[vi].st != T_ONLINE && !T.rough))
         vi = 0;
@@ -821,13 +789,13 @@ static bool pick_locked(struct client *c, struct slot *s)
     s->tseq0 = v->tseq;
     s->epoch0 = v->epoch;
 
-    unsigned x = (unsigned)(rnd(&c->rs) % 100);
+    unsigned x = (unsigned)(tags_rnd(&c->rs) % 100);
     s->op = x < 50 ? OP_READ : x < 88 ? OP_WRITE : x < 93 ? OP_ZERO : OP_FLUSH;
     s->vi = vi;
-    s->fua = rnd(&c->rs) % 8 == 0;
-    s->nb = rnd(&c->rs) % 2 ? 1 : 1 + (unsigned)(rnd(&c->rs) % MAXNB);
-    uint64_t span = rnd(&c->rs) % 4 == 0 && T.nblk > 256 ? 256 : T.nblk;
-    s->b0 = rnd(&c->rs) % (span - s->nb + 1);
+    s->fua = tags_rnd(&c->rs) % 8 == 0;
+    s->nb = tags_rnd(&c->rs) % 2 ? 1 : 1 + (unsigned)(tags_rnd(&c->rs) % MAXNB);
+    uint64_t span = tags_rnd(&c->rs) % 4 == 0 && T.nblk > 256 ? 256 : T.nblk;
+    s->b0 = tags_rnd(&c->rs) % (span - s->nb + 1);
 
     switch (s->op) {
     case OP_FLUSH:
@@ -987,7 +955,7 @@ static void issue(struct client *c, struct slot *s)
         s->cookie = nbd_aio_pread(h, s->buf, len, off, NBD_NULL_COMPLETION, 0);
         break;
     case OP_WRITE:
-        fill(s->buf, s->b0 * SPB, s->nb * SPB, s->wid);
+        tags_fill(s->buf, s->b0 * SPB, s->nb * SPB, s->wid);
         s->cookie = nbd_aio_pwrite(h, s->buf, len, off, NBD_NULL_COMPLETION, fl);
         break;
     case OP_ZERO:
@@ -1114,7 +1082,7 @@ static void change_end(unsigned ti, enum tstate st)
 static void control_start(unsigned mi, uint64_t *rs, struct nbd_handle *src)
 {
     unsigned ti = 1 + mi;
-    bool live = rnd(rs) % 2, quiesce = !live;
+    bool live = tags_rnd(rs) % 2, quiesce = !live;
     struct map *m = &T.m[mi];
 
     pthread_mutex_lock(&T.lock);
@@ -1126,7 +1094,7 @@ static void control_start(unsigned mi, uint64_t *rs, struct nbd_handle *src)
     change_begin(ti);
     /* A live start prepares first (cleaning out of the chain, the flush):
      * the window of L2 is then the start alone. */
-    if ((live || rnd(rs) % 2) && cli(NULL, "map", "prepare", map_names[mi], NULL) != 0) {
+    if ((live || tags_rnd(rs) % 2) && cli(NULL, "map", "prepare", map_names[mi], NULL) != 0) {
         char st[32];
         map_state(mi, st, sizeof st, NULL);
         violation("map prepare %s failed; it is %s", map_names[mi], st);
@@ -1268,7 +1236,7 @@ static void *control_main(void *arg)
             pthread_mutex_unlock(&T.ctl_pause);
             break;
         }
-        unsigned mi = (unsigned)(rnd(&rs) % NMAP), op = (unsigned)(rnd(&rs) % 8);
+        unsigned mi = (unsigned)(tags_rnd(&rs) % NMAP), op = (unsigned)(tags_rnd(&rs) % 8);
         char st[32];
         map_state(mi, st, sizeof st, NULL);
         if (T.m[mi].stop_pending) {
@@ -1278,9 +1246,9 @@ static void *control_main(void *arg)
             if (op < 2)
                 control_stop(mi);
             else if (op < 5)
-                cli(NULL, "map", "set", map_names[mi], "--copy-rate", rates[rnd(&rs) % 5], NULL);
+                cli(NULL, "map", "set", map_names[mi], "--copy-rate", rates[tags_rnd(&rs) % 5], NULL);
             else if (op < 6)
-                cli(NULL, "map", "set", map_names[mi], "--clean-rate", rates[rnd(&rs) % 4], NULL);
+                cli(NULL, "map", "set", map_names[mi], "--clean-rate", rates[tags_rnd(&rs) % 4], NULL);
         } else if (!strcmp(st, "idle_or_copied") || !strcmp(st, "stopped")) {
             if (op == 0)
                 control_prepare_stop(mi);
@@ -1291,7 +1259,7 @@ static void *control_main(void *arg)
             violation("mapping %s is %s, not a state this test leads it to", map_names[mi], st);
         }
         pthread_mutex_unlock(&T.ctl_pause);
-        usleep((useconds_t)(rnd(&rs) % 30000));
+        usleep((useconds_t)(tags_rnd(&rs) % 30000));
     }
     nbd_close(src);
     return NULL;
@@ -1487,14 +1455,14 @@ int main(int argc, char **argv)
     struct client *cl = calloc(T.clients, sizeof *cl);
     pthread_t *th = calloc(T.clients, sizeof *th), cth;
     for (unsigned i = 0; i < T.clients; i++) {
-        cl[i] = (struct client){ .id = i, .rs = rnd(&rs) | 1 };
+        cl[i] = (struct client){ .id = i, .rs = tags_rnd(&rs) | 1 };
         for (unsigned k = 0; k < NVOL; k++)
             if (!(cl[i].h[k] = connect_vol(k)))
                 die("client %u cannot connect", i);
     }
     for (unsigned i = 0; i < T.clients; i++)
         pthread_create(&th[i], NULL, client_main, &cl[i]);
-    uint64_t crs = rnd(&rs) | 1;
+    uint64_t crs = tags_rnd(&rs) | 1;
     pthread_create(&cth, NULL, control_main, &crs);
 
     /* Warm-up, then the load; a line every 5 s. */

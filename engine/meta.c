@@ -143,14 +143,16 @@ static int write_block(struct meta *md, uint64_t blockno, const void *blk)
 
 static int read_block(int fd, uint64_t blockno, void *blk)
 {
-    ssize_t n = pread(fd, blk, META_BLOCK, (off_t)(blockno * META_BLOCK));
-    if (n == (ssize_t)META_BLOCK)
-        return 0;
-    if (n >= 0) {                   /* past the end: reads as never written */
+    uint64_t off = blockno * META_BLOCK;
+    int r = io_fault_check(fd, IO_OP_READ, off, META_BLOCK);
+    if (r < 0)
+        return r;
+    ssize_t n = pread(fd, blk, META_BLOCK, (off_t)off);
+    if (n >= 0 && n < (ssize_t)META_BLOCK)      /* past the end: reads as never written */
         memset((char *)blk + n, 0, META_BLOCK - (size_t)n);
-        return 0;
-    }
-    return -errno;
+    r = n < 0 ? -errno : 0;
+    io_fault_done(fd, IO_OP_READ, false, off, META_BLOCK, r);
+    return r;
 }
 
 static int sync_fd(int fd)

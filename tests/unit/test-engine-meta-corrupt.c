@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Description: damaged metadata files: what recovery still trusts, and what brings a mapping back stopped, invalid, its file kept as PATH.corrupt. */
+/* Description: damaged or unreadable metadata files: what recovery still trusts, and what brings a mapping back stopped, invalid, its file kept as PATH.corrupt. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +14,7 @@
 #include "metautil.h"
 #include "testutil.h"
 #include "engine/meta.h"
+#include "io/fault.h"
 
 #define BLK   PC_BLOCK_SIZE
 #define G     (64u * TU_KIB)
@@ -209,6 +210,25 @@ static void truncate_mid_journal(struct ctx *c)
     truncate_to(c->path, (off_t)journal_block(c->sb.ckpt_seq + 2) * META_BLOCK);
 }
 
+/* Not damage but a disk that cannot read the file (io/fault.h): the
+ * mapping cannot be vouched for either, and nothing of the file is lost. */
+static void eio_reading(struct ctx *c, unsigned after)
+{
+    char rule[4300];
+    snprintf(rule, sizeof rule, "%s:read:EIO:%u:1", c->path, after);
+    assert_int_equal(io_fault_add(rule), 0);
+}
+
+static void eio_reading_sb(struct ctx *c)
+{
+    eio_reading(c, 0);
+}
+
+static void eio_reading_journal(struct ctx *c)
+{
+    eio_reading(c, 2 + 3);      /* both superblock slots, then journal blocks 0-2 */
+}
+
 #define S PC_DURABILITY_STRICT
 #define N PC_DURABILITY_NONE
 static const struct ccase cases[] = {
@@ -258,6 +278,10 @@ static const struct ccase cases[] = {
       "is truncated", NULL },
     { "truncated in the journal, after a crash", CRASH, false, S, truncate_mid_journal, 0,
       INVALID, "is truncated", NULL },
+    { "a superblock read fails (EIO)", ORDERLY, false, S, eio_reading_sb, 0, INVALID,
+      "cannot read", "Input/output error" },
+    { "a journal read fails (EIO), after a crash", CRASH, false, S, eio_reading_journal, 0,
+      INVALID, "cannot read", "Input/output error" },
 };
 #undef S
 #undef N
@@ -342,6 +366,7 @@ static void run_case(void **state, const struct ccase *cc)
         cc->damage(&c);
 
     m = mu_recover(f, "m", s, t, cc->recover_grain ? cc->recover_grain : grain, cc->d);
+    io_fault_clear();
     pc_engine_resume(f->e);
     struct pc_map_info in = tu_info(m);
     switch (cc->out) {

@@ -1064,17 +1064,11 @@ static int configure(const char *system, const json_t *p, json_t **options,
     static const char *const known[] = { "name", "type", "hmc", "user", "password_file", "via",
                                          "storage_image", "cacert", "insecure", "dscli",
                                          "tgtinhibit" };
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)p, key, v) {
-        bool ok = false;
-        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-            ok |= strcmp(key, known[i]) == 0;
-        if (!ok)
-            return mgmt_fail(err, -EINVAL, "system %s: type ds8000 takes --hmc, --user, "
-                             "--password-file, --via, --storage-image, --cacert, --insecure, "
-                             "--dscli; not %s", system, key);
-    }
+    char flag[64];
+    if (mgmt_unknown_option(p, known, sizeof known / sizeof known[0], flag, sizeof flag))
+        return mgmt_fail(err, -EINVAL, "system %s: type ds8000 takes --hmc, --user, "
+                         "--password-file, --via, --storage-image, --cacert, --insecure, "
+                         "--dscli; not %s", system, flag);
     const char *hmc = ostr(p, "hmc"), *user = ostr(p, "user"), *pf = ostr(p, "password_file");
     const char *via = ostr(p, "via")[0] ? ostr(p, "via") : "rest";
     if (!hmc[0] || !user[0] || !pf[0])

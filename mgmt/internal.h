@@ -60,6 +60,11 @@ void    mgmt_time_text(int64_t ms, char *buf, size_t len);
 int     mgmt_time_parse(const char *s, int64_t *ms);
 json_t *mgmt_time_json(int64_t ms);   /* null for 0 */
 bool    mgmt_name_ok(const char *s, size_t max);
+/* Whether object p has a key that is not one of known[0..n); if so flag
+ * gets the first one as the CLI spells it ("known_hosts": "--known-hosts"),
+ * for a driver's configure() to name the option it does not take. */
+bool    mgmt_unknown_option(const json_t *p, const char *const *known, size_t n, char *flag,
+                            size_t len);
 
 /* catalog.c */
 #define MGMT_SCHEMA_VERSION 3

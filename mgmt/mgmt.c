@@ -31,6 +31,26 @@ void mgmt_log(const char *fmt, ...)
     fprintf(stderr, "pitcopy: %s\n", line);
 }
 
+bool mgmt_unknown_option(const json_t *p, const char *const *known, size_t n, char *flag,
+                         size_t len)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)p, key, v) {
+        size_t i = 0;
+        while (i < n && strcmp(key, known[i]) != 0)
+            i++;
+        if (i < n)
+            continue;
+        snprintf(flag, len, "--%s", key);
+        for (char *c = flag; *c; c++)
+            if (*c == '_')
+                *c = '-';
+        return true;
+    }
+    return false;
+}
+
 int mgmt_fail(struct pc_error *err, int code, const char *fmt, ...)
 {
     if (err) {

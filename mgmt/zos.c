@@ -398,17 +398,11 @@ static int configure(const char *system, const json_t *p, json_t **options,
     static const char *const known[] = { "name", "type", "zosmf", "user", "password_file",
                                          "cacert", "insecure", "apar_applied", "devices",
                                          "systems" };
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)p, key, v) {
-        bool ok = false;
-        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-            ok |= strcmp(key, known[i]) == 0;
-        if (!ok)
-            return mgmt_fail(err, -EINVAL, "z/OS connection %s takes --zosmf, --user, "
-                             "--password-file, --cacert, --insecure, --apar-applied, "
-                             "--device, --systems; not %s", system, key);
-    }
+    char flag[64];
+    if (mgmt_unknown_option(p, known, sizeof known / sizeof known[0], flag, sizeof flag))
+        return mgmt_fail(err, -EINVAL, "z/OS connection %s takes --zosmf, --user, "
+                         "--password-file, --cacert, --insecure, --apar-applied, "
+                         "--device, --systems; not %s", system, flag);
     const char *url = ostr(p, "zosmf"), *user = ostr(p, "user"), *pf = ostr(p, "password_file");
     if (strncmp(url, "https://", 8) != 0)
         return mgmt_fail(err, -EINVAL, "z/OS connection %s: --zosmf '%s' is not an https:// "

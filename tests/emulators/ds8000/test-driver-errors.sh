@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# Description: the ds8000 driver's failures over dscli — a wrong password (exit 5), an HMC that does not answer (exit 3), thirteen targets on one source (refused before sending), restore before any flash: each a clear message naming what failed, the session Severe where an action failed, nothing left on the array.
+# Description: the ds8000 driver's failures over dscli — a wrong password (exit 5), an HMC that does not answer (exit 3), thirteen targets on one source (refused before sending), restore before any flash, an option of another system type: each a clear message naming what failed, the session Severe where an action failed, nothing left on the array.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/driver-lib.sh"
 start_emulator
@@ -56,4 +56,11 @@ contains "$out" "dscli exit 3: cannot reach the HMC"
 expect_pcm 0 session show three --json
 check_json '.status == "Severe"'
 [ -z "$(relationships)" ] || fail "left: $(relationships)"
+
+# --- An option of another system type: refused by name, nothing added.
+expect_pcm 1 system add wrongopt --type ds8000 --hmc "$DS8KEMU_HOST:$DS8KEMU_PORT" \
+    --user admin --password-file "$DS8KEMU_PASSWORD_FILE" --known-hosts /dev/null
+contains "$err" "type ds8000 takes --hmc"
+contains "$err" "not --known-hosts"
+expect_pcm 1 system show wrongopt
 echo "ok"

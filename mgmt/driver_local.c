@@ -400,12 +400,11 @@ static int query(struct mgmt_driver *d, const struct mgmt_dsession *s, json_t **
 static int configure(const char *system, const json_t *p, json_t **options,
                      struct pc_error *err)
 {
-    static const char *const conn[] = { "host", "port", "user", "key", "known_hosts", "rest",
-                                        "password_file", "cacert", "insecure" };
-    for (size_t i = 0; i < sizeof conn / sizeof conn[0]; i++)
-        if (json_object_get(p, conn[i]))
-            return mgmt_fail(err, -EINVAL, "system %s: type local is this daemon and takes "
-                             "no connection options (%s)", system, conn[i]);
+    static const char *const known[] = { "name", "type" };
+    char flag[64];
+    if (mgmt_unknown_option(p, known, sizeof known / sizeof known[0], flag, sizeof flag))
+        return mgmt_fail(err, -EINVAL, "system %s: type local is this daemon and takes "
+                         "no connection options (%s)", system, flag);
     *options = json_object();
     return 0;
 }

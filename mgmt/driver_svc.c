@@ -874,7 +874,15 @@ static int configure(const char *system, const json_t *p, json_t **options,
     const char *ca = json_string_value(json_object_get(p, "cacert"));
     const json_t *port = json_object_get(p, "port");
     bool insecure = json_is_true(json_object_get(p, "insecure"));
+    static const char *const known[] = { "name", "type", "host", "port", "user", "key",
+                                         "known_hosts", "rest", "password_file", "cacert",
+                                         "insecure" };
+    char flag[64];
     int r;
+    if (mgmt_unknown_option(p, known, sizeof known / sizeof known[0], flag, sizeof flag))
+        return mgmt_fail(err, -EINVAL, "system %s: type svc takes --host, --port, --user, "
+                         "--key, --known-hosts, or --rest, --user, --password-file, --cacert, "
+                         "--insecure; not %s", system, flag);
     if (!host == !url)
         return mgmt_fail(err, -EINVAL, "system %s: type svc is reached by SSH (--host HOST) or "
                          "by REST (--rest https://HOST:7443): give one of them", system);

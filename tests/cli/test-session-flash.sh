@@ -24,7 +24,13 @@ contains "$err" "type 'ds9999' is not one pitcopy drives (types: local, svc, ds8
 expect 1 pc system add other --type svc
 contains "$err" "type svc is reached by SSH (--host HOST) or by REST"
 expect 1 pc system add other --type local --host somewhere
-contains "$err" "takes no connection options (host)"
+contains "$err" "takes no connection options (--host)"
+expect 1 pc system add other --type local --hmc somewhere
+contains "$err" "takes no connection options (--hmc)"
+expect 1 pc system add other --type svc --host somewhere --user u --dscli /bin/true
+contains "$err" "type svc takes --host"
+contains "$err" "not --dscli"
+expect 1 pc system show other
 expect 1 pc session create nightly --system nosuch
 contains "$err" "no system named nosuch"
 expect 0 pc session create nightly --system here --description "ledger at 23:59" --json

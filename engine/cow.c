@@ -464,9 +464,10 @@ static void gop_write_finish(struct gop *g)
  * Thin targets: a grain that reads as zeros — a hole of the source that
  * background copy never read (zero_mask set by bgcopy.c), or a buffer of
  * zeros — becomes a hole on copy_to: nothing at all when copy_to has no
- * data there, else a punch.  Either way g->holes makes the commit sync
- * copy_to before the bit is journalled, since neither a punch nor a hole
- * that an earlier unsynced punch made is durable by itself (D1).
+ * data there, else a punch.  Either way the commit syncs copy_to before
+ * the bit is journalled, as for every copy, and that matters here too:
+ * neither a punch nor a hole that an earlier unsynced punch made is durable
+ * by itself (D1).
  */
 void gop_write_extent(struct gop *g)
 {
@@ -482,7 +483,6 @@ void gop_write_extent(struct gop *g)
     uint8_t wflags = (g->parent && (g->parent->flags & PC_IO_FUA)) ? IO_F_DSYNC : 0;
     int nreq = 0;
 
-    g->holes = false;                   /* this write's own, for its own commit */
     for (uint32_t i = 0; i < g->ng; i++) {
         uint64_t bit = 1ull << i;
         if (!(g->copy_mask & bit) || (g->zero_mask & bit))
@@ -506,7 +506,6 @@ void gop_write_extent(struct gop *g)
         uint8_t op = IO_OP_WRITE;
         i = j;
         if (zero) {
-            g->holes = true;
             if (punch && !thin_has_data(to->fd, s, e))
                 continue;                       /* a hole already */
             if (punch)
@@ -850,7 +849,6 @@ static void cow_run(struct gop *g)
     g->read_from = c->maps[0]->src;
     g->read_mask = g->copy_mask = 1;
     g->zero_mask = 0;                   /* a retry reads again */
-    g->holes = false;
     g->copy_to = c->maps[k]->tgt;
     g->copy_to_map = c->maps[k];
     g->done = cow_done;
@@ -966,7 +964,6 @@ static void twrite_self(struct gop *g)
                (char *)g->parent->buf + (s - g->parent->off), e - s);
     g->copy_mask = 1;
     g->zero_mask = 0;                   /* the buffer changed since the copy to pred */
-    g->holes = false;
     g->copy_to = g->parent->vol;
     g->copy_to_map = g->c->maps[g->k];
     g->done = grain_op_done;
@@ -998,7 +995,6 @@ static void twrite_run(struct gop *g)
         i = -1;                         /* older targets do not resolve to T_k */
     g->pred = i;
     g->zero_mask = 0;                   /* a retry reads again */
-    g->holes = false;
     g->need_self = !map_bit(c->maps[g->k], g->g0);
     twrite_slice(g, &s, &e);
     bool covered = s == grain_start(c, g->g0) && e == grain_end(c, g->parent->vol, g->g0);

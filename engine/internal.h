@@ -408,8 +408,6 @@ struct gop {
     uint8_t             kind;
     bool                need_self;  /* GOP_TWRITE: T_k lacks the grain */
     bool                wfail;      /* err came from writing copy_to or its bits */
-    bool                holes;      /* a grain of copy_mask went to copy_to as a hole:
-                                     * the commit must sync copy_to (meta.c D1) */
     int                 srcu_idx;   /* background ops: their own section */
     uint32_t            src_id;     /* busy key: the chain's source volume */
     uint64_t            g0;         /* first grain */

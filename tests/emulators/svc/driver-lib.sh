@@ -2,64 +2,20 @@
 # tests/emulators/svc/driver-lib.sh — what the `svc` driver tests share
 # (sourced after lib.sh's start_emulator has run).
 #
-#   start_mgmt           a second `pitcopy serve` (the management host, state
-#                        in $MGMT) whose sessions drive the emulated array
-#   pcm ARGS             the CLI against it
-#   expect_pcm RC ARGS   run pcm ARGS, fail unless it exits RC; $out, $err
-#   check_json FILTER    jq -e FILTER on $out
+#   start_mgmt, mgmt_stop, pcm, expect_pcm, check_json   ../mgmt-lib.sh
 #   add_ssh_system NAME [ARGS]   `system add NAME --type svc` over SSH
 #   add_rest_system NAME [ARGS]  the same over REST
 #   fcmaps               the array's mapping names, one a line (lsfcmap)
 #   fcgroups             the array's group names
 #   make_vdisks SIZE_MB NAME...
-MGMT="$tmp/mgmt"
-mgmt_pid=""
+. "$(dirname "${BASH_SOURCE[0]}")/../mgmt-lib.sh"
 
 _mgmt_cleanup()
 {
-    if [ -n "$mgmt_pid" ]; then
-        kill -KILL "$mgmt_pid" 2>/dev/null
-        wait "$mgmt_pid" 2>/dev/null
-    fi
+    mgmt_stop
     _svc_cleanup
 }
 trap _mgmt_cleanup EXIT
-
-start_mgmt()
-{
-    "$PITCOPY_BUILD/pitcopy" serve --state-dir "$MGMT" >>"$tmp/mgmt.log" 2>&1 &
-    mgmt_pid=$!
-    for _ in $(seq 100); do
-        [ -S "$MGMT/control.sock" ] && pcm status >/dev/null 2>&1 && return 0
-        kill -0 "$mgmt_pid" 2>/dev/null || fail "the management pitcopy serve exited at start"
-        sleep 0.1
-    done
-    fail "the management pitcopy serve did not answer within 10 s"
-}
-
-pcm()
-{
-    "$PITCOPY_BUILD/pitcopy" --state-dir "$MGMT" "$@"
-}
-
-expect_pcm()
-{
-    local want=$1 rc=0
-    shift
-    pcm "$@" >"$tmp/out" 2>"$tmp/err" || rc=$?
-    out=$(cat "$tmp/out")
-    err=$(cat "$tmp/err")
-    if [ "$rc" != "$want" ]; then
-        echo "command: pitcopy $*"; echo "stdout: $out"; echo "stderr: $err"
-        echo "--- management daemon log:"; tail -n 30 "$tmp/mgmt.log"
-        fail "exit $rc, expected $want"
-    fi
-}
-
-check_json()
-{
-    echo "$out" | jq -e "$1" >/dev/null || { echo "$out"; fail "JSON check failed: $1"; }
-}
 
 add_ssh_system()
 {

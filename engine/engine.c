@@ -44,6 +44,18 @@ void pc_log(const char *fmt, ...)
     fprintf(stderr, "pitcopy: %s\n", line);
 }
 
+bool engine_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n >= 64)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!(*p == '-' || *p == '_' || *p == '.' || (*p >= '0' && *p <= '9') ||
+              (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+            return false;
+    return true;
+}
+
 void pc_error_set(struct pc_error *err, int code, const char *fmt, ...)
 {
     if (!err)

@@ -31,18 +31,6 @@
 
 #include "engine/internal.h"
 
-static bool group_name_ok(const char *name)
-{
-    size_t n = strlen(name);
-    if (n == 0 || n >= 64)
-        return false;
-    for (const char *p = name; *p; p++)
-        if (!(*p == '-' || *p == '_' || *p == '.' || (*p >= '0' && *p <= '9') ||
-              (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
-            return false;
-    return true;
-}
-
 static struct pc_group *find_locked(struct pc_engine *e, const char *name)
 {
     for (struct pc_group *g = e->groups; g; g = g->next)
@@ -62,9 +50,8 @@ struct pc_group *pc_group_find(struct pc_engine *e, const char *name)
 int pc_group_create(struct pc_engine *e, const char *name, struct pc_group **out,
                     struct pc_error *err)
 {
-    if (!name || !group_name_ok(name)) {
-        pc_error_set(err, -EINVAL, "group name '%s' is not 1-63 letters, digits, '-', '_' or '.'",
-                     name ? name : "");
+    if (!name || !engine_name_ok(name)) {
+        pc_error_set(err, -EINVAL, "group name '%s' is not " ENGINE_NAME_RULE, name ? name : "");
         return -EINVAL;
     }
     pthread_mutex_lock(&e->ctl_lock);

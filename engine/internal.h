@@ -153,6 +153,10 @@ void  srcu_sync(struct pc_engine *e);            /* blocks: never on a worker */
 void  janitor_queue(struct pc_engine *e, janitor_fn fn, struct pc_map *m, unsigned gen);
 void  engine_post(struct pc_worker *w, struct io_msg *msg, io_msg_fn fn, void *priv);
 struct pc_worker *engine_worker_for(struct pc_engine *e, uint64_t key);
+/* Names of volumes, mappings and groups: they become file names and
+ * export names, so no '/', no spaces, nothing a shell would mangle. */
+#define ENGINE_NAME_RULE "1-63 letters, digits, '-', '_' or '.'"
+bool  engine_name_ok(const char *name);
 void  pc_error_set(struct pc_error *err, int code, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 void  pc_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -549,8 +549,8 @@ int pc_map_create(struct pc_engine *e, const struct pc_map_opts *o,
     }
     pthread_mutex_lock(&e->ctl_lock);
     if (o->name) {
-        if (strlen(o->name) == 0 || strlen(o->name) >= sizeof name) {
-            pc_error_set(err, -EINVAL, "mapping name '%s' is not 1-63 characters", o->name);
+        if (!engine_name_ok(o->name)) {
+            pc_error_set(err, -EINVAL, "mapping name '%s' is not " ENGINE_NAME_RULE, o->name);
             goto out;
         }
         snprintf(name, sizeof name, "%s", o->name);

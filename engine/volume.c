@@ -85,18 +85,6 @@ void volume_drain_writes(struct pc_volume *v)
     }
 }
 
-static bool valid_name(const char *name)
-{
-    size_t n = strlen(name);
-    if (n == 0 || n >= 64)
-        return false;
-    for (const char *p = name; *p; p++)
-        if (!(*p == '-' || *p == '_' || *p == '.' || (*p >= '0' && *p <= '9') ||
-              (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
-            return false;
-    return true;
-}
-
 /* Under vol_lock (or ctl_lock, which every list change also holds). */
 static struct pc_volume *find_locked(struct pc_engine *e, const char *name)
 {
@@ -170,8 +158,8 @@ int pc_volume_open(struct pc_engine *e, const char *name, const char *path,
     int fd = -1, r;
     bool direct = !(flags & PC_VOL_BUFFERED), created = false;
 
-    if (!valid_name(name)) {
-        pc_error_set(err, -EINVAL, "volume name '%s' is not 1-63 letters, digits, '-', '_' or '.'", name);
+    if (!engine_name_ok(name)) {
+        pc_error_set(err, -EINVAL, "volume name '%s' is not " ENGINE_NAME_RULE, name);
         return -EINVAL;
     }
     if (size % PC_BLOCK_SIZE) {

@@ -71,6 +71,8 @@ static void test_states_create_errors(void **state)
         { "duplicate name",             "m1", srcA, tgtB, G, 0, 0, -EEXIST, "m1", NULL },
         { "empty name",                 "",   srcA, tgtB, G, 0, 0, -EINVAL, "name", NULL },
         { "64-character name",          long_name, srcA, tgtB, G, 0, 0, -EINVAL, long_name, NULL },
+        /* It names the metadata file: a '/' would put that elsewhere. */
+        { "name with a '/'",            "a/b", srcA, tgtB, G, 0, 0, -EINVAL, "a/b", "letters" },
         { "no target",                  "x17", srcA, NULL, G, 0, 0, -EINVAL, "target", NULL },
     };
     unsigned bad = 0;

@@ -253,7 +253,7 @@ struct pc_map_opts {
      * bitmap lives in memory only and initial_state applies).  With recover,
      * the file must exist and the mapping comes back as it says — state,
      * progress, place in its source's chain; a file that cannot be trusted
-     * (corrupt, torn, durability none after a crash) is renamed to
+     * (corrupt, torn, unreadable, durability none after a crash) is renamed to
      * PATH.corrupt, and the mapping comes back stopped, its target offline,
      * with pc_map_info().invalid saying why.  Call pc_engine_resume() once
      * every mapping is recreated.

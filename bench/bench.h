@@ -76,6 +76,9 @@ uint64_t next_seed(struct bench *b);
 const char *bench_path(const char *dir, const char *name, char *out);
 /* A private directory under parent, removed at exit (at most two per run). */
 int make_dir(struct bench *b, const char *parent, char *out);
+/* dir/name into out, a directory something else creates under a work
+ * directory: removed (if empty by then) before it, at exit and on signals. */
+const char *bench_subdir(const char *dir, const char *name, char *out);
 double median(const double *v, unsigned n);
 void detail_num(struct result *r, const char *key, double v);
 void detail_str(struct result *r, const char *key, const char *s);

@@ -77,15 +77,27 @@
 
 static char cleanup_files[MAX_PATHS][PATH_LEN];
 static volatile sig_atomic_t cleanup_nfiles;
-static char cleanup_dirs[2][PATH_LEN];
+#define MAX_DIRS 4
+static char cleanup_dirs[MAX_DIRS][PATH_LEN];
 static volatile sig_atomic_t cleanup_ndirs;
 
 static void cleanup_all(void)
 {
     for (int i = 0; i < cleanup_nfiles; i++)
         unlink(cleanup_files[i]);
-    for (int i = 0; i < cleanup_ndirs; i++)
+    for (int i = cleanup_ndirs - 1; i >= 0; i--)     /* the newest, which may be nested, first */
         rmdir(cleanup_dirs[i]);
+}
+
+static void cleanup_add_dir(const char *path)
+{
+    for (int i = 0; i < cleanup_ndirs; i++)
+        if (strcmp(cleanup_dirs[i], path) == 0)
+            return;
+    if (cleanup_ndirs < MAX_DIRS) {
+        memcpy(cleanup_dirs[cleanup_ndirs], path, PATH_LEN);
+        cleanup_ndirs = cleanup_ndirs + 1;  /* after the copy, as in bench_path */
+    }
 }
 
 static void on_signal(int sig)
@@ -155,14 +167,20 @@ const char *bench_path(const char *dir, const char *name, char *out)
 
 int make_dir(struct bench *b, const char *parent, char *out)
 {
-    if (cleanup_ndirs >= 2)
+    if (cleanup_ndirs >= MAX_DIRS - 1)
         return fail(b, -ENOSPC, "internal: too many work directories");
     snprintf(out, PATH_LEN, "%s/pitcopy-bench.XXXXXX", parent);
     if (!mkdtemp(out))
         return fail(b, -errno, "cannot create a work directory in %s: %s", parent, strerror(errno));
-    memcpy(cleanup_dirs[cleanup_ndirs], out, PATH_LEN);
-    cleanup_ndirs = cleanup_ndirs + 1;
+    cleanup_add_dir(out);
     return 0;
+}
+
+const char *bench_subdir(const char *dir, const char *name, char *out)
+{
+    snprintf(out, PATH_LEN, "%s/%s", dir, name);
+    cleanup_add_dir(out);
+    return out;
 }
 
 static const char *fs_name(const char *path)

@@ -23,6 +23,7 @@
  *   socket to accept.  One-shot commands (CLI, fio, qemu-img, qemu-io) go
  *   through run_cmd, whose pid is baseline_child while it runs.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -253,6 +254,19 @@ static int pc_serve_start(struct bench *b, struct nbd_ctx *c)
     unlink(bench_path(b->dir, "pitcopy.json", p));
     bench_path(b->dir, "pitcopy.json.tmp", p);
     bench_path(b->dir, "lock", p);
+    /* the management catalogue (mgmt/catalog.c) and SQLite's files beside it */
+    bench_path(b->dir, "catalog.db", p);
+    bench_path(b->dir, "catalog.db-wal", p);
+    bench_path(b->dir, "catalog.db-shm", p);
+    bench_path(b->dir, "catalog.db-journal", p);
+    /* the mappings' metadata files: "m" (cow, bgcopy) and m0-m7 (serve_rss) */
+    bench_subdir(b->dir, "meta", p);
+    bench_path(b->dir, "meta/m.pcmeta", p);
+    for (unsigned i = 0; i < 8; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "meta/m%u.pcmeta", i);
+        bench_path(b->dir, name, p);
+    }
     char ctl[PATH_LEN];
     bench_path(b->dir, "control.sock", ctl);
     bench_path(b->dir, "nbd.sock", c->pc_sock);
@@ -264,9 +278,20 @@ static int pc_serve_start(struct bench *b, struct nbd_ctx *c)
 
 static void pc_serve_stop(struct bench *b)
 {
-    char p[PATH_LEN];
+    char p[PATH_LEN], f[PATH_LEN + 256];
     daemon_stop(0);
-    rmdir(bench_path(b->dir, "meta", p));     /* the mappings' metadata, emptied by deletes */
+    /* The mappings' metadata: deletes empty it, but serve_rss stops the
+     * daemon with its mappings in place. */
+    DIR *d = opendir(bench_path(b->dir, "meta", p));
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(f, sizeof f, "%s/%s", p, e->d_name);
+        unlink(f);
+    }
+    if (d)
+        closedir(d);
+    rmdir(p);
 }
 
 /* qemu-storage-daemon on c->file: plain export "src" of node "src", or the CBW graph

@@ -313,18 +313,12 @@ static int rest_login(struct mgmt_driver *d, struct pc_error *err)
     struct ds_link *l = link_of(d);
     if (l->token[0])
         return 0;
-    const char *pf = ostr(d->options, "password_file");
     char pw[512];
-    int r = svc_password_file_ok(pf, err);
-    if (r < 0)
+    int r = svc_password_read(ostr(d->options, "password_file"), pw, sizeof pw, err);
+    if (r < 0) {
+        explicit_bzero(pw, sizeof pw);
         return r;
-    FILE *f = fopen(pf, "re");
-    if (!f)
-        return mgmt_fail(err, -errno, "password file %s: %s", pf, strerror(errno));
-    if (!fgets(pw, sizeof pw, f))
-        pw[0] = '\0';
-    fclose(f);
-    pw[strcspn(pw, "\r\n")] = '\0';
+    }
     json_t *p = json_pack("{s:{s:{s:s, s:s}}}", "request", "params", "username",
                           ostr(d->options, "user"), "password", pw);
     explicit_bzero(pw, sizeof pw);

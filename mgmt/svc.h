@@ -76,6 +76,10 @@ int   svc_link_run(struct svc_link *l, const struct svc_cmd *cmd, json_t **resul
  * (never its contents).
  */
 int   svc_password_file_ok(const char *path, struct pc_error *err);
+/* Check it (above), then read the password, one line without its newline,
+ * into pw (len bytes); -EINVAL for an empty or multi-line file.  The caller
+ * wipes pw (explicit_bzero) after use, whatever the answer. */
+int   svc_password_read(const char *path, char *pw, size_t len, struct pc_error *err);
 void  svc_transport_global_init(void);
 void  svc_transport_global_cleanup(void);
 

@@ -508,26 +508,26 @@ int svc_password_file_ok(const char *path, struct pc_error *err)
 }
 
 /* T1, T3: the password, without its trailing newline, into pw. */
-static int read_password(struct svc_link *l, char *pw, size_t len, struct pc_error *err)
+int svc_password_read(const char *path, char *pw, size_t len, struct pc_error *err)
 {
-    int r = svc_password_file_ok(l->password_file, err);
+    pw[0] = '\0';
+    int r = svc_password_file_ok(path, err);
     if (r < 0)
         return r;
-    int fd = open(l->password_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
-        return mgmt_fail(err, -errno, "password file %s: %s", l->password_file,
-                         strerror(errno));
+        return mgmt_fail(err, -errno, "password file %s: %s", path, strerror(errno));
     ssize_t n = read(fd, pw, len - 1);
     int e = errno;
     close(fd);
     if (n < 0)
-        return mgmt_fail(err, -e, "password file %s: %s", l->password_file, strerror(e));
+        return mgmt_fail(err, -e, "password file %s: %s", path, strerror(e));
     pw[n] = '\0';
     while (n > 0 && (pw[n - 1] == '\n' || pw[n - 1] == '\r'))
         pw[--n] = '\0';
     if (n == 0 || strchr(pw, '\n') || strchr(pw, '\r'))
         return mgmt_fail(err, -EINVAL, "password file %s must hold the password on one "
-                         "line", l->password_file);
+                         "line", path);
     return 0;
 }
 
@@ -609,7 +609,7 @@ static int rest_login(struct svc_link *l, struct pc_error *err)
     struct curl_slist *hdr = NULL;
     struct buf resp = { 0 };
     long http;
-    int r = read_password(l, pw, sizeof pw, err);
+    int r = svc_password_read(l->password_file, pw, sizeof pw, err);
     if (r < 0) {
         explicit_bzero(pw, sizeof pw);
         return r;

@@ -79,17 +79,11 @@ static int zreq(struct mgmt_driver *d, const char *method, const char *path, con
     const json_t *z = d->zos;
     char url[600], pw[512] = "";
     snprintf(url, sizeof url, "%s%s", ostr(z, "zosmf"), path);
-    const char *pf = ostr(z, "password_file");
-    int r = svc_password_file_ok(pf, err);
-    if (r < 0)
+    int r = svc_password_read(ostr(z, "password_file"), pw, sizeof pw, err);
+    if (r < 0) {
+        explicit_bzero(pw, sizeof pw);
         return r;
-    FILE *f = fopen(pf, "re");
-    if (!f)
-        return mgmt_fail(err, -errno, "password file %s: %s", pf, strerror(errno));
-    if (!fgets(pw, sizeof pw, f))
-        pw[0] = '\0';
-    fclose(f);
-    pw[strcspn(pw, "\r\n")] = '\0';
+    }
     CURL *c = curl_easy_init();
     if (!c) {
         explicit_bzero(pw, sizeof pw);

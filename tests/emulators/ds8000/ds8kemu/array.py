@@ -328,7 +328,7 @@ class Array:
         raise PitcopyError(["map", "stop", name], "still stopping after 30 s")
 
     def reverseflash(self, pairs, opts):
-        todo = []
+        to_reverse = []
         for src, tgt in pairs:
             rid = f"{src}:{tgt}"
             rec = self.rel(rid)
@@ -343,10 +343,10 @@ class Array:
             if not opts.get("fast") and not m["complete"]:
                 raise DsError("reverse", id=rid, why="the background copy has not completed "
                               "(use -fast for a fast reverse restore)")
-            todo.append((rid, rec))
+            to_reverse.append((rid, rec))
         made = []
         try:
-            for rid, rec in todo:
+            for rid, rec in to_reverse:
                 name = f"fc-{self.serial}-{rec['tgt']}-{rec['src']}"
                 self.pc.map_set(rec["pc"], autodelete=False)
                 self.pc.map_create(self.st["volumes"][rec["tgt"]]["pc"],
@@ -355,10 +355,10 @@ class Array:
                 self.pc.map_start(name, restore=True)
         except PitcopyError as e:
             self.undo(made)
-            raise DsError("reverse", id=" ".join(r for r, _ in todo), why=e.message) from None
+            raise DsError("reverse", id=" ".join(r for r, _ in to_reverse), why=e.message) from None
         now = now_text()
         ids = []
-        for (rid, rec), name in zip(todo, made):
+        for (rid, rec), name in zip(to_reverse, made):
             del self.st["flash"][rid]
             new = f"{rec['tgt']}:{rec['src']}"
             self.st["flash"][new] = dict(rec, src=rec["tgt"], tgt=rec["src"], pc=name,
